@@ -1,0 +1,71 @@
+"""Where things live: data root, MLflow store, caches. Every path comes from the environment or a default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Quiet, offline-friendly defaults for the libraries we drive. Set before they are imported.
+_DEFAULT_ENV = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "DO_NOT_TRACK": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+_HF_OFFLINE = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def apply_defaults() -> None:
+    """Set the environment defaults above unless the user set them already."""
+    for key, value in _DEFAULT_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def set_hub_access(allowed: bool) -> None:
+    """Turn Hugging Face hub access off unless a recipe explicitly names a hub source."""
+    for key in _HF_OFFLINE:
+        if allowed:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = "1"
+
+
+def project_home() -> Path:
+    """Folder holding `mlruns/` (the embedded MLflow store). `LLMPATH_HOME`, else the working directory."""
+    return Path(os.environ.get("LLMPATH_HOME") or Path.cwd()).resolve()
+
+
+def data_root() -> Path | None:
+    """Root that relative dataset paths in recipes are resolved against (`LLMPATH_DATA_DIR`)."""
+    value = os.environ.get("LLMPATH_DATA_DIR")
+    return Path(value).expanduser().resolve() if value else None
+
+
+def cache_dir() -> Path:
+    """Cache for converted base models (`LLMPATH_CACHE_DIR`, default ~/.cache/llmpath)."""
+    value = os.environ.get("LLMPATH_CACHE_DIR") or Path.home() / ".cache" / "llmpath"
+    path = Path(value).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI` when set (a server), else the embedded SQLite store in `mlruns/`."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    mlruns = project_home() / "mlruns"
+    mlruns.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{mlruns / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    """Artifact location for new experiments on the embedded store."""
+    value = os.environ.get("LLMPATH_ARTIFACT_ROOT")
+    if value:
+        return value
+    path = project_home() / "mlruns" / "artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.as_uri()
