@@ -39,7 +39,7 @@ class ValidationReport:
 
     @property
     def invalid(self) -> int:
-        return len({i.row for i in self.issues if i.problem != "duplicate"})
+        return len({i.row for i in self.issues if not i.problem.startswith("duplicate")})
 
     def counts(self) -> dict[str, int]:
         by_problem = Counter(i.problem.split(":")[0] for i in self.issues)
@@ -130,7 +130,7 @@ def validate_rows(rows: list[dict[str, Any]], cfg: DataConfig, file: str) -> Val
         key = (text, label)
         if key in seen and cfg.drop_duplicates:
             report.duplicates += 1
-            report.issues.append(RowIssue(file, n, cfg.text_column, "duplicate"))
+            report.issues.append(RowIssue(file, n, cfg.text_column, f"duplicate: same as row {seen[key]}"))
             continue
         seen.setdefault(key, n)
         report.kept.append({"text": text, "label": label})
@@ -143,7 +143,7 @@ def check_threshold(report: ValidationReport, cfg: DataConfig) -> None:
         raise DataError(f"{report.file}: no rows")
     share = report.invalid / report.rows
     if share > cfg.max_invalid_fraction:
-        first = "\n".join(f"  {i}" for i in report.issues if i.problem != "duplicate")
+        first = "\n".join(f"  {i}" for i in report.issues if not i.problem.startswith("duplicate"))
         first = "\n".join(first.splitlines()[:20])
         raise DataError(
             f"{report.file}: {report.invalid} of {report.rows} rows invalid ({share:.1%}) > "

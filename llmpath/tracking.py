@@ -54,6 +54,11 @@ def download(uri: str) -> Path:
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="llmpath-")))
 
 
+def download_model(model_uri: str) -> Path:
+    """Local folder of a logged transformers-flavour model (the checkpoint inside the MLflow Model)."""
+    return download(model_uri) / "model"
+
+
 def artifact_uri(run_id: str, path: str) -> str:
     return f"runs:/{run_id}/{path}"
 

@@ -1,0 +1,53 @@
+"""Text classifier service: the champion's deployable ONNX model behind POST /classify."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import bentoml
+from pydantic import Field
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from runtime import OnnxTextClassifier  # noqa: E402  (beside this file, in the repo and in the Bento)
+
+# Written by the `package` stage into the Bento; the environment can override it when serving from source.
+_CONFIG_FILE = HERE / "bento_config.json"
+CONFIG = json.loads(_CONFIG_FILE.read_text()) if _CONFIG_FILE.exists() else {}
+MODEL_TAG = os.environ.get("LLMPATH_CLASSIFIER_MODEL", CONFIG.get("model_tag", "llmpath-classifier-onnx:latest"))
+MAX_TEXTS, MAX_CHARS = CONFIG.get("max_texts", 64), CONFIG.get("max_chars", 2000)
+
+Text = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
+Texts = Annotated[list[Text], Field(min_length=1, max_length=MAX_TEXTS)]
+
+
+@bentoml.service(
+    name=CONFIG.get("name", "llmpath-classifier"),
+    traffic={"timeout": 60, "max_concurrency": 64},
+    http={"host": CONFIG.get("host", "127.0.0.1"), "port": CONFIG.get("port", 3000)},
+)
+class Classifier:
+    model = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        info = self.model.info
+        self.classifier = OnnxTextClassifier(self.model.path, max_length=int(info.metadata.get("max_length", 128)))
+        self.source = dict(info.labels)
+
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=CONFIG.get("max_batch_size", 32),
+        max_latency_ms=CONFIG.get("max_latency_ms", 1000),
+    )
+    def classify(self, texts: Texts = ["a gripping, beautifully made film"]) -> list[dict]:  # noqa: B006
+        """Label and score for each text."""
+        return self.classifier.classify(texts)
+
+    @bentoml.api(route="/model")
+    def model_info(self) -> dict:
+        """Which registered model version this server answers with."""
+        return {"model_tag": str(self.model.tag), **self.source}

@@ -1,0 +1,143 @@
+"""Stage `prepare_data`: load, validate, split and report; writes the splits as MLflow artifacts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import tempfile
+from pathlib import Path
+
+from prefect import task
+
+from llmpath import data as d
+from llmpath import tracking
+from llmpath.config import DataConfig, Recipe
+from tasks.publish import publish_markdown
+from tasks.results import PreparedData
+
+
+def _load_split(cfg: DataConfig, name: str) -> d.ValidationReport:
+    if cfg.hub:
+        from datasets import load_dataset
+
+        rows = load_dataset(cfg.hub, split=name).to_list()
+        label = f"hub:{cfg.hub}[{name}]"
+    else:
+        path = d.resolve_path(name)
+        rows, label = d.load_rows(path, cfg.format), str(path)
+    report = d.validate_rows(rows, cfg, label)
+    d.check_threshold(report, cfg)
+    return report
+
+
+def _sample(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
+    if limit is None or len(rows) <= limit:
+        return rows
+    return random.Random(seed).sample(rows, limit)
+
+
+def load_splits(cfg: DataConfig) -> tuple[dict[str, list[dict]], list[d.ValidationReport]]:
+    """Validated, deterministic train/validation splits plus the per-file reports."""
+    train = _load_split(cfg, cfg.train)
+    reports = [train]
+    if cfg.validation:
+        val = _load_split(cfg, cfg.validation)
+        reports.append(val)
+        train_rows, val_rows = train.kept, val.kept
+    else:
+        shuffled = train.kept[:]
+        random.Random(cfg.seed).shuffle(shuffled)
+        n_val = max(1, int(len(shuffled) * cfg.validation_fraction))
+        val_rows, train_rows = shuffled[:n_val], shuffled[n_val:]
+    splits = {
+        "train": _sample(train_rows, cfg.max_train_rows, cfg.seed),
+        "validation": _sample(val_rows, cfg.max_validation_rows, cfg.seed),
+    }
+    return splits, reports
+
+
+def token_length_percentiles(texts: list[str], tokenizer, max_length: int) -> dict[str, float]:
+    import numpy as np
+
+    lengths = np.array([len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]])
+    out = {f"p{q}": float(np.percentile(lengths, q)) for q in (50, 90, 99)}
+    out["max"] = float(lengths.max())
+    out["over_max_length"] = float((lengths > max_length).sum())
+    return out
+
+
+def build_report(recipe: Recipe, splits: dict[str, list[dict]], reports: list[d.ValidationReport], tokenizer) -> dict:
+    labels = recipe.data.labels
+    report = {"splits": {}, "files": []}
+    for name, rows in splits.items():
+        counts = [sum(1 for r in rows if r["label"] == i) for i in range(len(labels))]
+        report["splits"][name] = {
+            "rows": len(rows),
+            "labels": dict(zip(labels, counts, strict=True)),
+            "tokens": token_length_percentiles([r["text"] for r in rows], tokenizer, recipe.model.max_length),
+        }
+    for r in reports:
+        report["files"].append(
+            {"file": r.file, "rows": r.rows, "kept": len(r.kept), "dropped": r.rows - len(r.kept), "why": r.counts()}
+        )
+    return report
+
+
+def report_markdown(report: dict, max_length: int) -> str:
+    lines = ["# Data report", "", "| split | rows | labels | tokens p50/p90/p99/max | over max_length |", "|---|---|---|---|---|"]
+    for name, s in report["splits"].items():
+        t = s["tokens"]
+        balance = ", ".join(f"{k}: {v}" for k, v in s["labels"].items())
+        lines.append(
+            f"| {name} | {s['rows']} | {balance} | {t['p50']:.0f}/{t['p90']:.0f}/{t['p99']:.0f}/{t['max']:.0f} "
+            f"| {t['over_max_length']:.0f} (truncated to {max_length}) |"
+        )
+    lines += ["", "| file | rows | kept | dropped | why |", "|---|---|---|---|---|"]
+    for f in report["files"]:
+        why = ", ".join(f"{k}: {v}" for k, v in f["why"].items()) or "-"
+        lines.append(f"| {f['file']} | {f['rows']} | {f['kept']} | {f['dropped']} | {why} |")
+    return "\n".join(lines) + "\n"
+
+
+def prepare(recipe: Recipe, run_id: str) -> PreparedData:
+    """Validate the recipe's data, write splits + report to the run, return a reference to them."""
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    from llmpath.sources import resolve_model
+
+    splits, reports = load_splits(recipe.data)
+    base = resolve_model(recipe.model.base, recipe.model.revision)
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    report = build_report(recipe, splits, reports, tokenizer)
+    markdown = report_markdown(report, recipe.model.max_length)
+    out = Path(tempfile.mkdtemp(prefix="llmpath-data-"))
+    digest = hashlib.sha256()
+    for name, rows in splits.items():
+        frame = pd.DataFrame(rows, columns=["text", "label"])
+        frame.to_parquet(out / f"{name}.parquet", index=False)
+        digest.update(json.dumps(rows, sort_keys=True).encode())
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(markdown)
+    d.write_issues_csv(reports, out / "row_issues.csv")
+    import mlflow
+
+    with tracking.use_run(run_id):
+        mlflow.log_artifacts(str(out), "data")
+        mlflow.log_params({"data.fingerprint": digest.hexdigest()[:16], "model.base_revision": base.revision})
+        mlflow.log_metrics(
+            {f"data.{name}_rows": len(rows) for name, rows in splits.items()}
+            | {"data.dropped_rows": sum(r.rows - len(r.kept) for r in reports)}
+        )
+    publish_markdown("data-report", markdown, f"Data report for {recipe.name}")
+    print(markdown)
+    return PreparedData(
+        run_id=run_id,
+        uri=tracking.artifact_uri(run_id, "data"),
+        fingerprint=digest.hexdigest()[:16],
+        rows={k: len(v) for k, v in splits.items()},
+    )
+
+
+prepare_data = task(prepare, name="prepare_data", retries=1, retry_delay_seconds=5)

@@ -1,0 +1,56 @@
+"""Stages `evaluate_base` and `evaluate_candidate`: accuracy, macro-F1 and a confusion matrix on validation."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from prefect import task
+
+from llmpath import tracking
+from llmpath.classifier import argmax, load_for_classification, predict
+from llmpath.config import Recipe
+from llmpath.metrics import classification_metrics, confusion_matrix, plot_confusion
+from llmpath.sources import resolve_model
+from tasks.results import Evaluation, PreparedData, TrainedModel
+from tasks.train import read_split
+
+
+def score(recipe: Recipe, data: PreparedData, name: str, model_dir: Path, seed: int | None) -> Evaluation:
+    """Predict the validation split with one model and log metrics, predictions and the confusion matrix."""
+    import mlflow
+
+    rows = read_split(data, "validation")
+    model, tokenizer = load_for_classification(model_dir, recipe.data.labels, seed=seed)
+    probs = predict(model, tokenizer, [r["text"] for r in rows], recipe.model.max_length, recipe.eval.batch_size)
+    y_true, y_pred = [int(r["label"]) for r in rows], argmax(probs)
+    metrics = classification_metrics(y_true, y_pred, recipe.data.labels)
+    matrix = confusion_matrix(y_true, y_pred, len(recipe.data.labels))
+    folder = Path(tempfile.mkdtemp(prefix="llmpath-eval-"))
+    (folder / "predictions.json").write_text(json.dumps({"y_true": y_true, "y_pred": y_pred}))
+    (folder / "metrics.json").write_text(json.dumps({"metrics": metrics, "confusion_matrix": matrix}, indent=2))
+    with tracking.use_run(data.run_id):
+        mlflow.log_metrics({f"{name}.{k}": v for k, v in metrics.items()})
+        mlflow.log_artifacts(str(folder), f"eval/{name}")
+        fig = plot_confusion(matrix, recipe.data.labels, f"{name}: accuracy {metrics['accuracy']:.3f}")
+        tracking.log_figure(fig, f"eval/{name}/confusion_matrix.png")
+    print(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    return Evaluation(
+        name=name, metrics=metrics, predictions_uri=tracking.artifact_uri(data.run_id, f"eval/{name}/predictions.json")
+    )
+
+
+def score_base(recipe: Recipe, data: PreparedData) -> Evaluation:
+    """The base model with the same seeded head that training starts from."""
+    base = resolve_model(recipe.model.base, recipe.model.revision)
+    return score(recipe, data, "base", base.path, seed=recipe.train.seed)
+
+
+def score_candidate(recipe: Recipe, data: PreparedData, trained: TrainedModel) -> Evaluation:
+    """The merged fine-tuned model."""
+    return score(recipe, data, "candidate", tracking.download_model(trained.model_uri), seed=None)
+
+
+evaluate_base = task(score_base, name="evaluate_base")
+evaluate_candidate = task(score_candidate, name="evaluate_candidate")

@@ -1,0 +1,69 @@
+"""The MLflow run that spans one pipeline: open it, close it FINISHED or FAILED, summarize it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import yaml
+
+from llmpath import tracking
+from llmpath.config import Recipe
+from tasks.publish import publish_markdown
+from tasks.registry import undo_registration
+from tasks.results import PromotionResult, Registration
+
+
+@dataclass
+class PipelineRun:
+    run_id: str
+    experiment_id: str
+    registration: Registration | None = None
+    promotion: PromotionResult | None = None
+    summary: dict = field(default_factory=dict)
+
+
+def _prefect_tags() -> dict[str, str]:
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return {}
+    return {"prefect.flow_run_id": str(ctx.flow_run.id), "prefect.flow_run_name": ctx.flow_run.name}
+
+
+@contextlib.contextmanager
+def pipeline_run(recipe: Recipe) -> Iterator[PipelineRun]:
+    """One MLflow run per pipeline. On any failure: run FAILED, new version removed, aliases restored."""
+    import mlflow
+
+    experiment_id = tracking.ensure_experiment(recipe.experiment_name)
+    client = mlflow.MlflowClient()
+    run = client.create_run(
+        experiment_id, run_name=recipe.name, tags={"llmpath.recipe": recipe.name, "llmpath.kind": recipe.kind}
+        | _prefect_tags()
+    )
+    state = PipelineRun(run.info.run_id, experiment_id)
+    client.log_text(state.run_id, yaml.safe_dump(recipe.model_dump(), sort_keys=False), "recipe.yaml")
+    try:
+        yield state
+    except BaseException as err:
+        if state.registration is not None:
+            undo_registration(state.registration, state.promotion)
+        client.set_tag(state.run_id, "llmpath.error", f"{type(err).__name__}: {err}"[:4000])
+        client.set_terminated(state.run_id, "FAILED")
+        print(f"MLflow run {state.run_id} marked FAILED: {type(err).__name__}: {err}")
+        raise
+    client.set_terminated(state.run_id, "FINISHED")
+    publish_markdown(f"{recipe.kind}-summary", summary_markdown(state.summary), f"Summary of {recipe.name}")
+    print(summary_markdown(state.summary))
+
+
+def summary_markdown(summary: dict) -> str:
+    lines = ["# Pipeline summary", "", "| what | value |", "|---|---|"]
+    for key, value in summary.items():
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        lines.append(f"| {key} | {value} |")
+    return "\n".join(lines) + "\n"
