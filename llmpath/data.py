@@ -25,6 +25,13 @@ class RowIssue:
     field: str
     problem: str
 
+    @property
+    def kind(self) -> str:
+        for kind in ("duplicate", "empty text", "unknown label", "wrong type", "missing"):
+            if self.problem.startswith(kind):
+                return f"{kind} {self.field}" if kind in ("missing", "wrong type") else kind
+        return self.problem
+
     def __str__(self) -> str:
         return f"{self.file}: row {self.row}: {self.field}: {self.problem}"
 
@@ -42,8 +49,9 @@ class ValidationReport:
         return len({i.row for i in self.issues if not i.problem.startswith("duplicate")})
 
     def counts(self) -> dict[str, int]:
-        by_problem = Counter(i.problem.split(":")[0] for i in self.issues)
-        return dict(sorted(by_problem.items()))
+        """Dropped rows by kind of problem ("duplicate", "empty text", "unknown label", ...)."""
+        by_kind = Counter(i.kind for i in self.issues)
+        return dict(sorted(by_kind.items()))
 
 
 def resolve_path(name: str) -> Path:

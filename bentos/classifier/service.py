@@ -22,7 +22,9 @@ MODEL_TAG = os.environ.get("LLMPATH_CLASSIFIER_MODEL", CONFIG.get("model_tag", "
 MAX_TEXTS, MAX_CHARS = CONFIG.get("max_texts", 64), CONFIG.get("max_chars", 2000)
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
-Texts = Annotated[list[Text], Field(min_length=1, max_length=MAX_TEXTS)]
+Texts = Annotated[
+    list[Text], Field(min_length=1, max_length=MAX_TEXTS, examples=[["a gripping, beautifully made film"]])
+]
 
 
 @bentoml.service(
@@ -43,7 +45,7 @@ class Classifier:
         max_batch_size=CONFIG.get("max_batch_size", 32),
         max_latency_ms=CONFIG.get("max_latency_ms", 1000),
     )
-    def classify(self, texts: Texts = ["a gripping, beautifully made film"]) -> list[dict]:  # noqa: B006
+    def classify(self, texts: Texts) -> list[dict]:
         """Label and score for each text."""
         return self.classifier.classify(texts)
 

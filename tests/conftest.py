@@ -1,0 +1,79 @@
+"""Shared fixtures. Everything writes under pytest's temp dirs: no test touches the user's stores."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Before any library import: offline, quiet, and a private BentoML store for the whole session.
+os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="llmpath-test-bentoml-"))
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ[_var] = "1"
+
+from llmpath import settings  # noqa: E402
+
+settings.apply_defaults()
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh project home: its own embedded MLflow store in tmp/mlruns."""
+    monkeypatch.setenv("LLMPATH_HOME", str(tmp_path))
+    monkeypatch.delenv("LLMPATH_ARTIFACT_ROOT", raising=False)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A real, temporary Prefect API for the tests that run flows."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, 32-dim BERT built from a config (random init, no download) with MiniLM's tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from llmpath.sources import resolve_model
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("packaged:all-minilm-l6-v2").path)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def write_sentiment_tsv(path: Path, n: int, seed: int = 0) -> Path:
+    """A separable toy sentiment set: positive rows use positive words, negative rows negative ones."""
+    import random
+
+    rng = random.Random(seed)
+    good, bad = ["great", "wonderful", "superb", "moving", "delightful"], ["awful", "dull", "boring", "bad", "tedious"]
+    nouns = ["film", "story", "cast", "plot", "ending", "score", "script"]
+    lines = ["sentence\tlabel"]
+    seen = set()
+    while len(lines) <= n:
+        label = rng.randint(0, 1)
+        words = rng.sample(good if label else bad, 2)
+        text = f"a {words[0]} and {words[1]} {rng.choice(nouns)} {rng.randint(0, 10**6)}"
+        if text not in seen:
+            seen.add(text)
+            lines.append(f"{text}\t{label}")
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import pytest
+
+from llmpath.config import Recipe, RecipeError, load_recipe
+
+pytestmark = pytest.mark.unit
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
+
+MINIMAL = """
+name: t
+registered_model: t-model
+data: {train: a.tsv, labels: [neg, pos]}
+model: {base: packaged:all-minilm-l6-v2}
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_there_are_recipes():
+    assert {p.name for p in RECIPES} >= {"classify-sst2.yaml", "classify-sst2-smoke.yaml"}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_recipe_validates(path):
+    recipe = load_recipe(path)
+    assert isinstance(recipe, Recipe)
+    assert recipe.data.labels and recipe.model.base
+
+
+def test_minimal_recipe_gets_defaults(tmp_path):
+    recipe = load_recipe(write(tmp_path, MINIMAL))
+    assert recipe.train.batch_size == 32 and recipe.eval.metric == "accuracy" and recipe.serve.host == "127.0.0.1"
+    assert recipe.experiment_name == "t"
+
+
+def test_recipe_is_frozen(tmp_path):
+    recipe = load_recipe(write(tmp_path, MINIMAL))
+    with pytest.raises(Exception, match="frozen"):
+        recipe.train.epochs = 3
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, MINIMAL + "train: {epochz: 2}\n")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert str(path) in str(err.value)
+    assert "train.epochz: unknown key" in str(err.value)
+
+
+def test_wrong_type_names_key(tmp_path):
+    path = write(tmp_path, MINIMAL + "train: {batch_size: lots}\n")
+    with pytest.raises(RecipeError, match=r"train\.batch_size: .*integer.*'lots'"):
+        load_recipe(path)
+
+
+def test_set_overrides_apply_and_validate(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    recipe = load_recipe(path, ["train.epochs=2", "lora.target_modules=[query, key]", "eval.metric=macro_f1"])
+    assert recipe.train.epochs == 2 and recipe.lora.target_modules == ["query", "key"]
+    assert recipe.eval.metric == "macro_f1"
+    with pytest.raises(RecipeError, match="eval.metric"):
+        load_recipe(path, ["eval.metric=loss"])
+    with pytest.raises(RecipeError, match="train.nope: unknown key"):
+        load_recipe(path, ["train.nope=1"])
+    with pytest.raises(RecipeError, match="KEY=VALUE"):
+        load_recipe(path, ["train.epochs"])
+
+
+def test_missing_file_and_non_mapping(tmp_path):
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe(tmp_path / "absent.yaml")
+    with pytest.raises(RecipeError, match="mapping"):
+        load_recipe(write(tmp_path, "- a\n- b\n"))
