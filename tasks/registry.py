@@ -28,7 +28,7 @@ def alias_version(name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return _client().get_model_version_by_alias(name, alias).version
+        return str(_client().get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
 

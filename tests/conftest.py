@@ -26,6 +26,9 @@ def home(tmp_path, monkeypatch) -> Path:
     """A fresh project home: its own embedded MLflow store in tmp/mlruns."""
     monkeypatch.setenv("LLMPATH_HOME", str(tmp_path))
     monkeypatch.delenv("LLMPATH_ARTIFACT_ROOT", raising=False)
+    # mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI; a previous test's store must not leak in.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     return tmp_path
 
 

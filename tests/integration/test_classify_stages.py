@@ -1,0 +1,131 @@
+"""A tiny random-init BERT through every classify stage with the real libraries and a temp MLflow store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmpath import tracking
+from llmpath.config import parse_recipe
+from tasks.runs import pipeline_run
+from tests.conftest import write_sentiment_tsv
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def recipe(tmp_path, monkeypatch, tiny_bert, home):
+    write_sentiment_tsv(tmp_path / "train.tsv", 240, seed=1)
+    write_sentiment_tsv(tmp_path / "dev.tsv", 80, seed=2)
+    monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
+    return parse_recipe(
+        {
+            "name": "tiny",
+            "registered_model": "tiny-classifier",
+            "data": {"train": "train.tsv", "validation": "dev.tsv", "text_column": "sentence", "labels": ["neg", "pos"]},
+            "model": {"base": str(tiny_bert), "max_length": 32},
+            "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["query", "key", "value", "dense"]},
+            "train": {"epochs": 6, "batch_size": 16, "learning_rate": 1e-2, "log_every": 5, "threads": 2},
+            "export": {"max_accuracy_drop": 0.05, "min_agreement": 0.9},
+        }
+    )
+
+
+def test_stages_end_to_end(recipe):
+    import mlflow
+
+    from tasks.data import prepare
+    from tasks.evaluate import score_base, score_candidate
+    from tasks.export import check_parity, export_version
+    from tasks.registry import alias_version, promote_candidate, register_model
+    from tasks.train import train
+
+    with pipeline_run(recipe) as run:
+        data = prepare(recipe, run.run_id)
+        assert data.rows == {"train": 240, "validation": 80}
+        trained = train(recipe, data)
+        base = score_base(recipe, data)
+        candidate = score_candidate(recipe, data, trained)
+        run.registration = register_model(recipe, trained, candidate)
+        run.promotion = promote_candidate(recipe, run.registration, base, candidate)
+        exported = export_version(recipe, run.registration, trained)
+        checked = check_parity(recipe, data, run.registration, exported, candidate)
+
+    # Training learned the toy task and every step's loss reached MLflow.
+    assert trained.steps == 90  # ceil(240 / 16) * 6
+    assert candidate.metrics["accuracy"] >= 0.9 > base.metrics["accuracy"] - 0.3
+    client = mlflow.MlflowClient()
+    losses = client.get_metric_history(run.run_id, "train_loss")
+    assert [m.step for m in losses] == list(range(5, 91, 5))
+    assert losses[-1].value < losses[0].value
+
+    # Artifacts a person would open in the MLflow UI.
+    names = {a.path for a in client.list_artifacts(run.run_id, "eval/candidate")}
+    assert {"eval/candidate/confusion_matrix.png", "eval/candidate/predictions.json"} <= names
+    assert {a.path for a in client.list_artifacts(run.run_id, "plots")} == {"plots/loss.png"}
+    assert client.get_run(run.run_id).info.status == "FINISHED"
+
+    # Registry: version 1 with both aliases, lineage tags, ONNX forms and the parity verdict.
+    assert run.registration.version == "1"
+    assert alias_version("tiny-classifier", "candidate") == "1"
+    assert run.promotion.promoted and alias_version("tiny-classifier", "champion") == "1"
+    tags = client.get_model_version("tiny-classifier", "1").tags
+    assert tags["run_id"] == run.run_id and tags["adapter_uri"].endswith("/adapter")
+    assert json.loads(tags["promotion.record"])["previous_version"] is None
+    assert tags["deployable.form"] == checked.deployable_form
+    onnx = {a.path for a in client.list_artifacts(run.run_id, "onnx/int8")}
+    assert "onnx/int8/model_quantized.onnx" in onnx
+    assert checked.metrics["parity.int8.agreement"] >= 0.9
+    assert checked.deployable_form == "int8"
+
+    # The adapter alone reloads on the base model and reproduces the merged model's predictions.
+    from peft import PeftModel
+
+    from llmpath.classifier import argmax, load_for_classification, predict
+
+    base_model, tokenizer = load_for_classification(recipe.model.base, recipe.data.labels)
+    adapted = PeftModel.from_pretrained(base_model, tracking.download(trained.adapter_uri))
+    merged, _ = load_for_classification(tracking.download_model(trained.model_uri), recipe.data.labels)
+    texts = ["a great and superb film 1", "a dull and boring plot 2"]
+    assert argmax(predict(adapted, tokenizer, texts, 32)) == argmax(predict(merged, tokenizer, texts, 32))
+
+
+def test_worse_candidate_keeps_champion_and_failure_undoes(recipe):
+    import mlflow
+
+    from tasks.registry import alias_version, promote_candidate, register_model, undo_registration
+    from tasks.results import Evaluation, TrainedModel
+
+    tracking.ensure_experiment(recipe.experiment_name)
+    with mlflow.start_run() as active:
+        logged = mlflow.transformers.log_model(
+            str(recipe.model.base), name="model", task="text-classification", pip_requirements=["transformers"]
+        )
+    trained = TrainedModel(
+        run_id=active.info.run_id, model_uri=logged.model_uri, adapter_uri="runs:/x/adapter",
+        base_revision="r", steps=1, final_loss=0.1, seconds=1.0,
+    )
+
+    def evaluation(name, accuracy):
+        return Evaluation(name=name, metrics={"accuracy": accuracy, "macro_f1": accuracy}, predictions_uri="-")
+
+    base = evaluation("base", 0.5)
+    first = register_model(recipe, trained, evaluation("candidate", 0.8))
+    assert promote_candidate(recipe, first, base, evaluation("candidate", 0.8)).promoted
+
+    second = register_model(recipe, trained, evaluation("candidate", 0.7))
+    kept = promote_candidate(recipe, second, base, evaluation("candidate", 0.7))
+    assert not kept.promoted and "does not beat champion v1" in kept.reason
+    assert alias_version(recipe.registered_model, "champion") == "1"
+    assert alias_version(recipe.registered_model, "candidate") == "2"
+
+    third = register_model(recipe, trained, evaluation("candidate", 0.9))
+    moved = promote_candidate(recipe, third, base, evaluation("candidate", 0.9))
+    assert moved.promoted and alias_version(recipe.registered_model, "champion") == "3"
+    # A later stage fails: the version goes away and both aliases return to where they were.
+    undo_registration(third, moved)
+    assert alias_version(recipe.registered_model, "champion") == "1"
+    assert alias_version(recipe.registered_model, "candidate") == "2"
+    versions = {str(v.version) for v in mlflow.MlflowClient().search_model_versions(f"name='{recipe.registered_model}'")}
+    assert versions == {"1", "2"}
