@@ -1,0 +1,143 @@
+"""The smoke recipe through the whole `classify` flow, then its Bento served by `bentoml serve` over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flows.classify import classify
+from llmpath.config import load_recipe
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def data_dir():
+    value = os.environ.get("LLMPATH_DATA_DIR")
+    if not value or not (Path(value) / "sst2" / "train.tsv").is_file():
+        pytest.skip("set LLMPATH_DATA_DIR to the datasets folder (with sst2/) to run the e2e tier")
+    return value
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def pipeline(data_dir, prefect_harness, tmp_path_factory):
+    """Run the smoke recipe once; the tests below read what it left in MLflow and BentoML."""
+    mp = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp("home")
+    mp.setenv("LLMPATH_HOME", str(home))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    recipe = load_recipe(ROOT / "recipes" / "classify-sst2-smoke.yaml")
+    started = time.perf_counter()
+    summary = classify(recipe)
+    yield recipe, summary, time.perf_counter() - started
+    mp.undo()
+
+
+def test_smoke_flow_registers_promotes_exports_and_packages(pipeline):
+    import bentoml
+    import mlflow
+
+    recipe, summary, seconds = pipeline
+    client = mlflow.MlflowClient()
+    run = client.get_run(summary["mlflow run"])
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    # Real training on real SST-2 rows moves accuracy well above the untrained head.
+    assert metrics["candidate.accuracy"] >= 0.65
+    assert metrics["candidate.accuracy"] > metrics["base.accuracy"] + 0.05
+    assert metrics["data.train_rows"] == 1600 and metrics["data.validation_rows"] == 400
+    assert abs(metrics["parity.int8.accuracy_drop"]) <= recipe.export.max_accuracy_drop
+    assert summary["champion"] == "1" and summary["candidate"] == "1"
+    version = client.get_model_version_by_alias(recipe.registered_model, "champion")
+    assert version.tags["deployable.form"] in {"int8", "fp32"}
+    bento = bentoml.get(summary["bento"])
+    assert bento.info.labels["registered_model"] == recipe.registered_model
+    assert bento.info.labels["version"] == "1"
+    print(f"smoke flow: {seconds:.0f}s, candidate accuracy {metrics['candidate.accuracy']:.3f}")
+
+
+@pytest.fixture(scope="module")
+def server(pipeline, tmp_path_factory):
+    _, summary, _ = pipeline
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    bentoml_cli = str(Path(sys.executable).with_name("bentoml"))
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [bentoml_cli, "serve", summary["bento"], "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"bentoml serve exited early:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"bentoml serve not ready in 90 s:\n{log.read_text()[-3000:]}")
+    yield base
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=30)
+
+
+def test_classify_endpoint_answers(server):
+    texts = ["a gripping , funny and deeply moving film .", "a dull , lifeless and tedious mess ."]
+    response = httpx.post(f"{server}/classify", json={"texts": texts}, timeout=30)
+    assert response.status_code == 200
+    body = response.json()
+    assert [r["label"] for r in body] == ["positive", "negative"]
+    assert all(0.5 < r["score"] <= 1.0 for r in body)
+
+
+def test_health_and_metrics(server):
+    assert httpx.get(f"{server}/healthz").status_code == 200
+    assert httpx.get(f"{server}/readyz").status_code == 200
+    metrics = httpx.get(f"{server}/metrics").text
+    assert "bentoml_service_request_duration_seconds" in metrics
+    info = httpx.post(f"{server}/model", json={}).json()
+    assert info["alias"] == "champion" and info["version"] == "1"
+
+
+@pytest.mark.parametrize(
+    "payload, fragment",
+    [
+        ({"texts": []}, "at least 1 item"),
+        ({"texts": ["ok"] * 65}, "at most 64 items"),
+        ({"texts": ["x" * 2001]}, "at most 2000 characters"),
+        ({"texts": [""]}, "at least 1 character"),
+        ({"text": "no texts field"}, "texts"),
+        ({"texts": [1, 2]}, "valid string"),
+    ],
+)
+def test_bad_requests_get_4xx_with_reason(server, payload, fragment):
+    response = httpx.post(f"{server}/classify", json=payload, timeout=30)
+    assert 400 <= response.status_code < 500
+    assert fragment in response.text
+
+
+def test_bad_json_is_4xx_and_server_survives(server):
+    response = httpx.post(
+        f"{server}/classify", content=b"{not json", headers={"content-type": "application/json"}, timeout=30
+    )
+    assert 400 <= response.status_code < 500
+    assert httpx.post(f"{server}/classify", json={"texts": ["still alive"]}, timeout=30).status_code == 200
