@@ -10,8 +10,8 @@ from tasks.evaluate import evaluate_base, evaluate_candidate
 from tasks.export import export, parity
 from tasks.package import package
 from tasks.registry import promote, register
-from tasks.train import finetune
 from tasks.runs import pipeline_run
+from tasks.train import finetune
 
 
 @flow(name="classify", log_prints=True)

@@ -28,7 +28,9 @@ def load_for_classification(path: str | Path, labels: Sequence[str], seed: int |
     return model.eval(), tokenizer
 
 
-def predict(model, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 64) -> list[list[float]]:
+def predict(
+    model, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 64
+) -> list[list[float]]:
     """Class probabilities per text (dynamic padding per batch)."""
     import torch
 

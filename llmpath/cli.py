@@ -59,7 +59,10 @@ def cmd_serve(args) -> int:
     name = args.bento or f"llmpath-{args.service}"
     bentos = sorted(bentoml.list(name), key=lambda b: b.info.creation_time)
     if not bentos:
-        print(f"No Bento named {name!r} yet. Build one: llmpath run recipes/classify-sst2-smoke.yaml", file=sys.stderr)
+        print(
+            f"No Bento named {name!r} yet. Build one: llmpath run recipes/classify-sst2-smoke.yaml",
+            file=sys.stderr,
+        )
         return 2
     tag = str(bentos[-1].tag)
     print(f"serving {tag} on http://{args.host}:{args.port}  (POST /classify, GET /healthz /readyz /metrics)")
@@ -73,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func in (("run", cmd_run), ("validate", cmd_validate)):
         p = sub.add_parser(name, help=func.__doc__)
         p.add_argument("recipe", help="recipe YAML, e.g. recipes/classify-sst2-smoke.yaml")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.epochs=2")
+        p.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.epochs=2"
+        )
         p.set_defaults(func=func)
     p = sub.add_parser("serve", help=cmd_serve.__doc__)
     p.add_argument("service", choices=["classifier"])

@@ -20,7 +20,9 @@ class Section(BaseModel):
 class DataConfig(Section):
     """Where the data comes from and how its columns map to text and label."""
 
-    train: str = Field(description="Training file under the data root (or absolute), or a split name with `hub`.")
+    train: str = Field(
+        description="Training file under the data root (or absolute), or a split name with `hub`."
+    )
     validation: str | None = Field(None, description="Validation file/split; if absent, split from train.")
     hub: str | None = Field(None, description="Hugging Face dataset id; only then is the hub contacted.")
     format: Literal["auto", "tsv", "csv", "json", "jsonl", "parquet"] = "auto"

@@ -13,7 +13,9 @@ def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_labels: int
     return matrix
 
 
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, float]:
+def classification_metrics(
+    y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]
+) -> dict[str, float]:
     """Accuracy, macro-F1 and per-class F1 (F1 of a class with no support and no predictions is 0)."""
     if not y_true:
         raise ValueError("no rows to score")

@@ -111,7 +111,9 @@ def _resolve_hub(repo_id: str, revision: str | None) -> ResolvedModel:
             repo_id, revision=revision, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]
         )
     except Exception as err:  # offline, unknown repo, gated: all mean the same to the user
-        raise ModelSourceError(f"hub:{repo_id}: could not download ({err}); use packaged: or a local path") from err
+        raise ModelSourceError(
+            f"hub:{repo_id}: could not download ({err}); use packaged: or a local path"
+        ) from err
     resolved = _resolve_local(Path(folder))
     return ResolvedModel(resolved.path, revision or Path(folder).name, f"hub:{repo_id}")
 

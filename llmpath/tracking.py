@@ -51,7 +51,9 @@ def download(uri: str) -> Path:
     import mlflow
 
     configure()
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="llmpath-")))
+    return Path(
+        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="llmpath-"))
+    )
 
 
 def download_model(model_uri: str) -> Path:

@@ -67,7 +67,9 @@ def token_length_percentiles(texts: list[str], tokenizer, max_length: int) -> di
     return out
 
 
-def build_report(recipe: Recipe, splits: dict[str, list[dict]], reports: list[d.ValidationReport], tokenizer) -> dict:
+def build_report(
+    recipe: Recipe, splits: dict[str, list[dict]], reports: list[d.ValidationReport], tokenizer
+) -> dict:
     labels = recipe.data.labels
     report = {"splits": {}, "files": []}
     for name, rows in splits.items():
@@ -79,13 +81,24 @@ def build_report(recipe: Recipe, splits: dict[str, list[dict]], reports: list[d.
         }
     for r in reports:
         report["files"].append(
-            {"file": r.file, "rows": r.rows, "kept": len(r.kept), "dropped": r.rows - len(r.kept), "why": r.counts()}
+            {
+                "file": r.file,
+                "rows": r.rows,
+                "kept": len(r.kept),
+                "dropped": r.rows - len(r.kept),
+                "why": r.counts(),
+            }
         )
     return report
 
 
 def report_markdown(report: dict, max_length: int) -> str:
-    lines = ["# Data report", "", "| split | rows | labels | tokens p50/p90/p99/max | over max_length |", "|---|---|---|---|---|"]
+    lines = [
+        "# Data report",
+        "",
+        "| split | rows | labels | tokens p50/p90/p99/max | over max_length |",
+        "|---|---|---|---|---|",
+    ]
     for name, s in report["splits"].items():
         t = s["tokens"]
         balance = ", ".join(f"{k}: {v}" for k, v in s["labels"].items())

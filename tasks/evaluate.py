@@ -23,13 +23,17 @@ def score(recipe: Recipe, data: PreparedData, name: str, model_dir: Path, seed: 
 
     rows = read_split(data, "validation")
     model, tokenizer = load_for_classification(model_dir, recipe.data.labels, seed=seed)
-    probs = predict(model, tokenizer, [r["text"] for r in rows], recipe.model.max_length, recipe.eval.batch_size)
+    probs = predict(
+        model, tokenizer, [r["text"] for r in rows], recipe.model.max_length, recipe.eval.batch_size
+    )
     y_true, y_pred = [int(r["label"]) for r in rows], argmax(probs)
     metrics = classification_metrics(y_true, y_pred, recipe.data.labels)
     matrix = confusion_matrix(y_true, y_pred, len(recipe.data.labels))
     folder = Path(tempfile.mkdtemp(prefix="llmpath-eval-"))
     (folder / "predictions.json").write_text(json.dumps({"y_true": y_true, "y_pred": y_pred}))
-    (folder / "metrics.json").write_text(json.dumps({"metrics": metrics, "confusion_matrix": matrix}, indent=2))
+    (folder / "metrics.json").write_text(
+        json.dumps({"metrics": metrics, "confusion_matrix": matrix}, indent=2)
+    )
     with tracking.use_run(data.run_id):
         mlflow.log_metrics({f"{name}.{k}": v for k, v in metrics.items()})
         mlflow.log_artifacts(str(folder), f"eval/{name}")
@@ -37,7 +41,9 @@ def score(recipe: Recipe, data: PreparedData, name: str, model_dir: Path, seed: 
         tracking.log_figure(fig, f"eval/{name}/confusion_matrix.png")
     print(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return Evaluation(
-        name=name, metrics=metrics, predictions_uri=tracking.artifact_uri(data.run_id, f"eval/{name}/predictions.json")
+        name=name,
+        metrics=metrics,
+        predictions_uri=tracking.artifact_uri(data.run_id, f"eval/{name}/predictions.json"),
     )
 
 

@@ -16,7 +16,13 @@ from llmpath.metrics import agreement, classification_metrics
 from tasks.results import Evaluation, ExportedModel, ParityResult, PreparedData, Registration, TrainedModel
 from tasks.train import read_split
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config.json")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "config.json",
+)
 
 
 class ParityError(RuntimeError):
@@ -38,7 +44,9 @@ def quantize_int8(onnx_dir: Path, out: Path, cfg: ExportConfig) -> Path:
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    qconfig = AutoQuantizationConfig.avx2(is_static=False, per_channel=cfg.per_channel, operators_to_quantize=["MatMul"])
+    qconfig = AutoQuantizationConfig.avx2(
+        is_static=False, per_channel=cfg.per_channel, operators_to_quantize=["MatMul"]
+    )
     ORTQuantizer.from_pretrained(onnx_dir).quantize(save_dir=out, quantization_config=qconfig)
     for name in _TOKENIZER_FILES:
         if (onnx_dir / name).exists() and not (out / name).exists():
@@ -86,7 +94,11 @@ def choose_form(fp32: dict[str, float], int8: dict[str, float] | None, cfg: Expo
 
 
 def check_parity(
-    recipe: Recipe, data: PreparedData, registration: Registration, exported: ExportedModel, candidate: Evaluation
+    recipe: Recipe,
+    data: PreparedData,
+    registration: Registration,
+    exported: ExportedModel,
+    candidate: Evaluation,
 ) -> ParityResult:
     """Score every exported form on validation against the PyTorch predictions; mark one deployable."""
     import mlflow
@@ -112,7 +124,11 @@ def check_parity(
         form, reason = choose_form(scores["fp32"], scores.get("int8"), recipe.export)
         mlflow.set_tags({"deployable.form": form, "deployable.reason": reason})
     client = mlflow.MlflowClient()
-    for key, value in {"deployable.form": form, "deployable.uri": forms[form], "deployable.reason": reason}.items():
+    for key, value in {
+        "deployable.form": form,
+        "deployable.uri": forms[form],
+        "deployable.reason": reason,
+    }.items():
         client.set_model_version_tag(registration.name, registration.version, key, value)
     print(f"parity: {form} is deployable: {reason}")
     return ParityResult(deployable_form=form, deployable_uri=forms[form], metrics=flat, reason=reason)

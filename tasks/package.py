@@ -58,8 +58,16 @@ def build_bento(recipe: Recipe) -> PackagedBento:
     for file in ("service.py", "runtime.py"):
         shutil.copy2(SERVICE_DIR / file, ctx / file)
     s = recipe.serve
-    config = {"model_tag": model_tag, "name": s.bento_name, "host": s.host, "port": s.port, "max_texts": s.max_texts,
-              "max_chars": s.max_chars, "max_batch_size": s.max_batch_size, "max_latency_ms": s.max_latency_ms}
+    config = {
+        "model_tag": model_tag,
+        "name": s.bento_name,
+        "host": s.host,
+        "port": s.port,
+        "max_texts": s.max_texts,
+        "max_chars": s.max_chars,
+        "max_batch_size": s.max_batch_size,
+        "max_latency_ms": s.max_latency_ms,
+    }
     (ctx / "bento_config.json").write_text(json.dumps(config, indent=2))
     bento = bentoml.bentos.build(
         "service:Classifier",
@@ -75,7 +83,9 @@ def build_bento(recipe: Recipe) -> PackagedBento:
         with tracking.use_run(run_id):
             mlflow.set_tags({"bento.tag": str(bento.tag), "bento.model_tag": model_tag})
     mlflow.MlflowClient().set_model_version_tag(recipe.registered_model, version, "bento.tag", str(bento.tag))
-    print(f"built Bento {bento.tag} with {model_tag} ({labels['form']}, {recipe.registered_model} v{version})")
+    print(
+        f"built Bento {bento.tag} with {model_tag} ({labels['form']}, {recipe.registered_model} v{version})"
+    )
     return PackagedBento(tag=str(bento.tag), model_tag=model_tag, version=version)
 
 

@@ -95,8 +95,11 @@ def promote_candidate(
     if decision.promote:
         _set_alias(name, CHAMPION, registration.version)
     outcome = "promoted" if decision.promote else "kept"
-    for key, value in {"promotion.decision": outcome, "promotion.reason": decision.reason,
-                       "promotion.record": json.dumps(record)}.items():
+    for key, value in {
+        "promotion.decision": outcome,
+        "promotion.reason": decision.reason,
+        "promotion.record": json.dumps(record),
+    }.items():
         client.set_model_version_tag(name, registration.version, key, value)
     run_id = client.get_model_version(name, registration.version).tags["run_id"]
     with tracking.use_run(run_id):

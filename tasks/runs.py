@@ -41,8 +41,9 @@ def pipeline_run(recipe: Recipe) -> Iterator[PipelineRun]:
     experiment_id = tracking.ensure_experiment(recipe.experiment_name)
     client = mlflow.MlflowClient()
     run = client.create_run(
-        experiment_id, run_name=recipe.name, tags={"llmpath.recipe": recipe.name, "llmpath.kind": recipe.kind}
-        | _prefect_tags()
+        experiment_id,
+        run_name=recipe.name,
+        tags={"llmpath.recipe": recipe.name, "llmpath.kind": recipe.kind} | _prefect_tags(),
     )
     state = PipelineRun(run.info.run_id, experiment_id)
     client.log_text(state.run_id, yaml.safe_dump(recipe.model_dump(), sort_keys=False), "recipe.yaml")

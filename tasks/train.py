@@ -19,7 +19,6 @@ from llmpath.metrics import plot_loss
 from llmpath.sources import resolve_model
 from tasks.results import PreparedData, TrainedModel
 
-
 PIP_REQUIREMENTS = ["torch==2.13.0", "transformers>=4.57,<4.58", "safetensors"]
 
 
@@ -109,7 +108,9 @@ def train(recipe: Recipe, data: PreparedData) -> TrainedModel:
                         window.clear()
                         losses.append((step, loss))
                         bar.set_postfix(loss=f"{loss:.4f}")
-                        mlflow.log_metrics({"train_loss": loss, "learning_rate": schedule.get_last_lr()[0]}, step=step)
+                        mlflow.log_metrics(
+                            {"train_loss": loss, "learning_rate": schedule.get_last_lr()[0]}, step=step
+                        )
                     if step >= steps:
                         break
         seconds = time.perf_counter() - started
@@ -128,8 +129,12 @@ def train(recipe: Recipe, data: PreparedData) -> TrainedModel:
             pip_requirements=PIP_REQUIREMENTS,
             params={"base_revision": base.revision},
         )
-        mlflow.log_metrics({"train_seconds": seconds, "train_examples_per_second": steps * cfg.batch_size / seconds})
-        tracking.log_figure(plot_loss(*zip(*losses, strict=True), title=f"{recipe.name}: training loss"), "plots/loss.png")
+        mlflow.log_metrics(
+            {"train_seconds": seconds, "train_examples_per_second": steps * cfg.batch_size / seconds}
+        )
+        tracking.log_figure(
+            plot_loss(*zip(*losses, strict=True), title=f"{recipe.name}: training loss"), "plots/loss.png"
+        )
     return TrainedModel(
         run_id=data.run_id,
         model_uri=logged.model_uri,

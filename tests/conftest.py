@@ -51,8 +51,12 @@ def tiny_bert(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("packaged:all-minilm-l6-v2").path)
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
     )
     import torch
 
@@ -67,7 +71,10 @@ def write_sentiment_tsv(path: Path, n: int, seed: int = 0) -> Path:
     import random
 
     rng = random.Random(seed)
-    good, bad = ["great", "wonderful", "superb", "moving", "delightful"], ["awful", "dull", "boring", "bad", "tedious"]
+    good, bad = (
+        ["great", "wonderful", "superb", "moving", "delightful"],
+        ["awful", "dull", "boring", "bad", "tedious"],
+    )
     nouns = ["film", "story", "cast", "plot", "ending", "score", "script"]
     lines = ["sentence\tlabel"]
     seen = set()

@@ -26,7 +26,9 @@ class OnnxTextClassifier:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(find_onnx(folder)), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(find_onnx(folder)), options, providers=["CPUExecutionProvider"]
+        )
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         config = json.loads((folder / "config.json").read_text())

@@ -18,7 +18,9 @@ from runtime import OnnxTextClassifier  # noqa: E402  (beside this file, in the 
 # Written by the `package` stage into the Bento; the environment can override it when serving from source.
 _CONFIG_FILE = HERE / "bento_config.json"
 CONFIG = json.loads(_CONFIG_FILE.read_text()) if _CONFIG_FILE.exists() else {}
-MODEL_TAG = os.environ.get("LLMPATH_CLASSIFIER_MODEL", CONFIG.get("model_tag", "llmpath-classifier-onnx:latest"))
+MODEL_TAG = os.environ.get(
+    "LLMPATH_CLASSIFIER_MODEL", CONFIG.get("model_tag", "llmpath-classifier-onnx:latest")
+)
 MAX_TEXTS, MAX_CHARS = CONFIG.get("max_texts", 64), CONFIG.get("max_chars", 2000)
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
@@ -37,7 +39,9 @@ class Classifier:
 
     def __init__(self) -> None:
         info = self.model.info
-        self.classifier = OnnxTextClassifier(self.model.path, max_length=int(info.metadata.get("max_length", 128)))
+        self.classifier = OnnxTextClassifier(
+            self.model.path, max_length=int(info.metadata.get("max_length", 128))
+        )
         self.source = dict(info.labels)
 
     @bentoml.api(

@@ -79,7 +79,9 @@ def server(pipeline, tmp_path_factory):
     with log.open("w") as out:
         proc = subprocess.Popen(
             [bentoml_cli, "serve", summary["bento"], "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90

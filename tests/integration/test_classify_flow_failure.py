@@ -11,7 +11,9 @@ from llmpath.data import DataError
 pytestmark = pytest.mark.integration
 
 
-def test_bad_data_fails_the_flow_and_registers_nothing(prefect_harness, home, tmp_path, monkeypatch, tiny_bert):
+def test_bad_data_fails_the_flow_and_registers_nothing(
+    prefect_harness, home, tmp_path, monkeypatch, tiny_bert
+):
     import mlflow
     from prefect.client.orchestration import get_client
 
@@ -43,6 +45,10 @@ def test_bad_data_fails_the_flow_and_registers_nothing(prefect_harness, home, tm
     async def task_states():
         async with get_client() as api:
             runs = await api.read_task_runs()
-            return {r.name.rsplit("-", 1)[0]: r.state.type.value for r in runs if r.flow_run_id == state.state_details.flow_run_id}
+            return {
+                r.name.rsplit("-", 1)[0]: r.state.type.value
+                for r in runs
+                if r.flow_run_id == state.state_details.flow_run_id
+            }
 
     assert asyncio.run(task_states()) == {"prepare_data": "FAILED"}

@@ -23,9 +23,19 @@ def recipe(tmp_path, monkeypatch, tiny_bert, home):
         {
             "name": "tiny",
             "registered_model": "tiny-classifier",
-            "data": {"train": "train.tsv", "validation": "dev.tsv", "text_column": "sentence", "labels": ["neg", "pos"]},
+            "data": {
+                "train": "train.tsv",
+                "validation": "dev.tsv",
+                "text_column": "sentence",
+                "labels": ["neg", "pos"],
+            },
             "model": {"base": str(tiny_bert), "max_length": 32},
-            "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["query", "key", "value", "dense"]},
+            "lora": {
+                "r": 8,
+                "alpha": 16,
+                "dropout": 0.0,
+                "target_modules": ["query", "key", "value", "dense"],
+            },
             "train": {"epochs": 6, "batch_size": 16, "learning_rate": 1e-2, "log_every": 5, "threads": 2},
             "export": {"max_accuracy_drop": 0.05, "min_agreement": 0.9},
         }
@@ -100,15 +110,25 @@ def test_worse_candidate_keeps_champion_and_failure_undoes(recipe):
     tracking.ensure_experiment(recipe.experiment_name)
     with mlflow.start_run() as active:
         logged = mlflow.transformers.log_model(
-            str(recipe.model.base), name="model", task="text-classification", pip_requirements=["transformers"]
+            str(recipe.model.base),
+            name="model",
+            task="text-classification",
+            pip_requirements=["transformers"],
         )
     trained = TrainedModel(
-        run_id=active.info.run_id, model_uri=logged.model_uri, adapter_uri="runs:/x/adapter",
-        base_revision="r", steps=1, final_loss=0.1, seconds=1.0,
+        run_id=active.info.run_id,
+        model_uri=logged.model_uri,
+        adapter_uri="runs:/x/adapter",
+        base_revision="r",
+        steps=1,
+        final_loss=0.1,
+        seconds=1.0,
     )
 
     def evaluation(name, accuracy):
-        return Evaluation(name=name, metrics={"accuracy": accuracy, "macro_f1": accuracy}, predictions_uri="-")
+        return Evaluation(
+            name=name, metrics={"accuracy": accuracy, "macro_f1": accuracy}, predictions_uri="-"
+        )
 
     base = evaluation("base", 0.5)
     first = register_model(recipe, trained, evaluation("candidate", 0.8))
@@ -127,5 +147,8 @@ def test_worse_candidate_keeps_champion_and_failure_undoes(recipe):
     undo_registration(third, moved)
     assert alias_version(recipe.registered_model, "champion") == "1"
     assert alias_version(recipe.registered_model, "candidate") == "2"
-    versions = {str(v.version) for v in mlflow.MlflowClient().search_model_versions(f"name='{recipe.registered_model}'")}
+    versions = {
+        str(v.version)
+        for v in mlflow.MlflowClient().search_model_versions(f"name='{recipe.registered_model}'")
+    }
     assert versions == {"1", "2"}

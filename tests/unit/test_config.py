@@ -34,7 +34,11 @@ def test_every_recipe_validates(path):
 
 def test_minimal_recipe_gets_defaults(tmp_path):
     recipe = load_recipe(write(tmp_path, MINIMAL))
-    assert recipe.train.batch_size == 32 and recipe.eval.metric == "accuracy" and recipe.serve.host == "127.0.0.1"
+    assert (
+        recipe.train.batch_size == 32
+        and recipe.eval.metric == "accuracy"
+        and recipe.serve.host == "127.0.0.1"
+    )
     assert recipe.experiment_name == "t"
 
 

@@ -68,7 +68,9 @@ def test_wrong_types_in_json(tmp_path):
 
 
 def test_missing_column_is_named(tmp_path):
-    with pytest.raises(DataError, match=r"column\(s\) \['sentence'\] not found; columns are \['text', 'label'\]"):
+    with pytest.raises(
+        DataError, match=r"column\(s\) \['sentence'\] not found; columns are \['text', 'label'\]"
+    ):
         validate_rows([{"text": "a", "label": 0}], CFG, "f.tsv")
 
 
