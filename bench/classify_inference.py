@@ -38,11 +38,17 @@ def timed(fn, inputs, repeats: int = 1) -> list[float]:
 
 def summarize(ms: list[float]) -> dict[str, float]:
     ms = sorted(ms)
-    return {"p50_ms": statistics.median(ms), "p90_ms": ms[int(0.9 * (len(ms) - 1))], "mean_ms": statistics.fmean(ms)}
+    return {
+        "p50_ms": statistics.median(ms),
+        "p90_ms": ms[int(0.9 * (len(ms) - 1))],
+        "mean_ms": statistics.fmean(ms),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="sst2-classifier")
     parser.add_argument("--alias", default="champion")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -72,12 +78,16 @@ def main() -> int:
     max_length = int(run.data.params.get("model.max_length", 128))
 
     torch.set_num_threads(args.threads)
-    model, tokenizer = load_for_classification(tracking.download_model(f"models:/{args.model}/{version.version}"), labels)
+    model, tokenizer = load_for_classification(
+        tracking.download_model(f"models:/{args.model}/{version.version}"), labels
+    )
     engines = {
         "pytorch-fp32": lambda batch: predict(model, tokenizer, batch, max_length, batch_size=len(batch)),
     }
     for form in ("fp32", "int8"):
-        clf = OnnxTextClassifier(tracking.download(tags[f"onnx.{form}_uri"]), max_length, threads=args.threads)
+        clf = OnnxTextClassifier(
+            tracking.download(tags[f"onnx.{form}_uri"]), max_length, threads=args.threads
+        )
         engines[f"onnx-{form}"] = clf.predict_proba
 
     batch1 = [[t] for t in texts[: args.batch1_rows]]

@@ -123,6 +123,8 @@ def undo_registration(registration: Registration, promotion: PromotionResult | N
     if registration.previous_candidate is not None:
         _set_alias(registration.name, CANDIDATE, registration.previous_candidate)
     client.delete_model_version(registration.name, registration.version)
+    if not client.search_model_versions(f"name='{registration.name}'"):
+        client.delete_registered_model(registration.name)  # it existed only for this failed run
     print(f"run failed: removed {registration.name} v{registration.version} and restored its aliases")
 
 

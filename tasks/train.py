@@ -49,6 +49,10 @@ def _peft_model(model, recipe: Recipe):
     return get_peft_model(model, config)
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def total_steps(rows: int, recipe: Recipe) -> int:
     steps = math.ceil(math.ceil(rows / recipe.train.batch_size) * recipe.train.epochs)
     return min(steps, recipe.train.max_steps) if recipe.train.max_steps else steps
@@ -58,6 +62,7 @@ def train(recipe: Recipe, data: PreparedData) -> TrainedModel:
     """Fine-tune a LoRA adapter, then save adapter and merged model (safetensors) to the run."""
     import mlflow
     import torch
+    from mlflow.entities import Metric
     from transformers import get_linear_schedule_with_warmup
 
     cfg = recipe.train
@@ -73,7 +78,8 @@ def train(recipe: Recipe, data: PreparedData) -> TrainedModel:
     schedule = get_linear_schedule_with_warmup(optimizer, int(steps * cfg.warmup_ratio), steps)
     rng = random.Random(cfg.seed)
     losses: list[tuple[int, float]] = []
-    window: list[float] = []
+    pending: list[Metric] = []
+    client = mlflow.MlflowClient()
     started = time.perf_counter()
     with tracking.use_run(data.run_id):
         mlflow.log_params(
@@ -101,16 +107,18 @@ def train(recipe: Recipe, data: PreparedData) -> TrainedModel:
                     schedule.step()
                     optimizer.zero_grad(set_to_none=True)
                     step += 1
-                    window.append(out.loss.item())
+                    losses.append((step, out.loss.item()))
+                    pending += [
+                        Metric("train_loss", losses[-1][1], now_ms(), step),
+                        Metric("learning_rate", schedule.get_last_lr()[0], now_ms(), step),
+                    ]
                     bar.update(1)
                     if step % cfg.log_every == 0 or step == steps:
-                        loss = sum(window) / len(window)
-                        window.clear()
-                        losses.append((step, loss))
-                        bar.set_postfix(loss=f"{loss:.4f}")
-                        mlflow.log_metrics(
-                            {"train_loss": loss, "learning_rate": schedule.get_last_lr()[0]}, step=step
-                        )
+                        # Every step's loss is logged; writes are batched to spare the tracking store.
+                        client.log_batch(data.run_id, metrics=pending)
+                        pending = []
+                        recent = [loss for _, loss in losses[-cfg.log_every :]]
+                        bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
                     if step >= steps:
                         break
         seconds = time.perf_counter() - started

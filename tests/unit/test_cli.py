@@ -1,0 +1,25 @@
+import pytest
+
+from llmpath.cli import main
+
+pytestmark = pytest.mark.unit
+
+
+def test_validate_reports_bad_recipe_and_exits_2(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nregistered_model: m\ndata: {train: a.tsv, labels: [a, b]}\nmodel: {base: x}\nlora: {rank: 8}\n")
+    assert main(["validate", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {recipe}: invalid recipe" in err and "lora.rank: unknown key" in err
+
+
+def test_validate_reports_bad_data_by_row(tmp_path, capsys, monkeypatch):
+    (tmp_path / "a.tsv").write_text("sentence\tlabel\nfine\t1\n\t0\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "name: r\nregistered_model: m\nmodel: {base: packaged:all-minilm-l6-v2}\n"
+        "data: {train: a.tsv, text_column: sentence, labels: [a, b]}\n"
+    )
+    monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
+    assert main(["validate", str(recipe)]) == 2
+    assert "row 2: sentence: empty text" in capsys.readouterr().err
