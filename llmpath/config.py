@@ -65,6 +65,7 @@ class TrainConfig(Section):
     learning_rate: float = Field(5e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    group_by_length: bool = Field(True, description="Batch texts of similar length together (less padding).")
     log_every: int = Field(10, gt=0, description="Steps between writes of the per-step loss to MLflow.")
     threads: int | None = Field(None, gt=0, description="torch threads; default: all cores.")
     seed: int = 42

@@ -29,11 +29,22 @@ def read_split(data: PreparedData, name: str) -> list[dict]:
     return pd.read_parquet(folder / f"{name}.parquet").to_dict("records")
 
 
-def _batches(rows: list[dict], batch_size: int, rng: random.Random):
+def batches(rows: list[dict], batch_size: int, rng: random.Random, group_by_length: bool) -> list[list[dict]]:
+    """One epoch of shuffled batches. Grouped: similar lengths share a batch (less padding, same randomness
+    at the level of batches), as HF Trainer's group_by_length does."""
     order = list(range(len(rows)))
     rng.shuffle(order)
-    for start in range(0, len(order), batch_size):
-        yield [rows[i] for i in order[start : start + batch_size]]
+    if group_by_length:
+        pool = batch_size * 50
+        order = [
+            i
+            for start in range(0, len(order), pool)
+            for i in sorted(order[start : start + pool], key=lambda i: len(rows[i]["text"]))
+        ]
+    out = [[rows[i] for i in order[start : start + batch_size]] for start in range(0, len(order), batch_size)]
+    if group_by_length:
+        rng.shuffle(out)
+    return out
 
 
 def _peft_model(model, recipe: Recipe):
@@ -92,7 +103,7 @@ def train(recipe: Recipe, data: PreparedData) -> TrainedModel:
         step = 0
         with tqdm(total=steps, desc="finetune", unit="step") as bar:
             while step < steps:
-                for batch in _batches(rows, cfg.batch_size, rng):
+                for batch in batches(rows, cfg.batch_size, rng, cfg.group_by_length):
                     enc = tokenizer(
                         [r["text"] for r in batch],
                         truncation=True,

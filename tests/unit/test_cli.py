@@ -7,7 +7,9 @@ pytestmark = pytest.mark.unit
 
 def test_validate_reports_bad_recipe_and_exits_2(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("name: r\nregistered_model: m\ndata: {train: a.tsv, labels: [a, b]}\nmodel: {base: x}\nlora: {rank: 8}\n")
+    recipe.write_text(
+        "name: r\nregistered_model: m\ndata: {train: a.tsv, labels: [a, b]}\nmodel: {base: x}\nlora: {rank: 8}\n"
+    )
     assert main(["validate", str(recipe)]) == 2
     err = capsys.readouterr().err
     assert f"error: {recipe}: invalid recipe" in err and "lora.rank: unknown key" in err
