@@ -18,6 +18,17 @@ def _recipe(args):
     return recipe
 
 
+def _check_sources(recipe) -> None:
+    """Cheap checks before Prefect and MLflow start: data files exist and the base model resolves."""
+    from llmpath.data import resolve_path
+    from llmpath.sources import resolve_model
+
+    if not recipe.data.hub:
+        for name in filter(None, (recipe.data.train, recipe.data.validation)):
+            resolve_path(name)
+    resolve_model(recipe.model.base, recipe.model.revision)
+
+
 def cmd_validate(args) -> int:
     """Check a recipe and its data without training."""
     from transformers import AutoTokenizer
@@ -42,6 +53,7 @@ def cmd_validate(args) -> int:
 def cmd_run(args) -> int:
     """Run the recipe's flow under Prefect."""
     recipe = _recipe(args)
+    _check_sources(recipe)
     from flows import FLOWS
 
     summary = FLOWS[recipe.kind](recipe)

@@ -25,3 +25,15 @@ def test_validate_reports_bad_data_by_row(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
     assert main(["validate", str(recipe)]) == 2
     assert "row 2: sentence: empty text" in capsys.readouterr().err
+
+
+def test_run_refuses_missing_data_before_starting_anything(tmp_path, capsys, monkeypatch):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "name: r\nregistered_model: m\nmodel: {base: packaged:all-minilm-l6-v2}\ndata: {train: absent.tsv, labels: [a, b]}\n"
+    )
+    monkeypatch.delenv("LLMPATH_DATA_DIR", raising=False)
+    monkeypatch.setenv("LLMPATH_HOME", str(tmp_path))
+    assert main(["run", str(recipe)]) == 2
+    assert "LLMPATH_DATA_DIR is not set" in capsys.readouterr().err
+    assert not (tmp_path / "mlruns").exists()  # nothing was tracked
