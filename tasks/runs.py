@@ -47,11 +47,16 @@ def pipeline_run(recipe: Recipe) -> Iterator[PipelineRun]:
     )
     state = PipelineRun(run.info.run_id, experiment_id)
     client.log_text(state.run_id, yaml.safe_dump(recipe.model_dump(), sort_keys=False), "recipe.yaml")
+    with tracking.use_run(state.run_id):
+        mlflow.log_params(recipe_params(recipe))
     try:
         yield state
     except BaseException as err:
         if state.registration is not None:
-            undo_registration(state.registration, state.promotion)
+            try:
+                undo_registration(state.registration, state.promotion)
+            except Exception as undo_err:  # still mark the run failed; say what needs a hand
+                print(f"could not undo {state.registration.name} v{state.registration.version}: {undo_err}")
         client.set_tag(state.run_id, "llmpath.error", f"{type(err).__name__}: {err}"[:4000])
         client.set_terminated(state.run_id, "FAILED")
         print(f"MLflow run {state.run_id} marked FAILED: {type(err).__name__}: {err}")
@@ -59,6 +64,15 @@ def pipeline_run(recipe: Recipe) -> Iterator[PipelineRun]:
     client.set_terminated(state.run_id, "FINISHED")
     publish_markdown(f"{recipe.kind}-summary", summary_markdown(state.summary), f"Summary of {recipe.name}")
     print(summary_markdown(state.summary))
+
+
+def recipe_params(recipe: Recipe) -> dict[str, str]:
+    """Every recipe setting as a flat MLflow param (`train.learning_rate`, ...), so runs compare in the UI."""
+    flat = {"name": recipe.name, "kind": recipe.kind, "registered_model": recipe.registered_model}
+    for section, values in recipe.model_dump().items():
+        if isinstance(values, dict):
+            flat |= {f"{section}.{key}": str(value) for key, value in values.items()}
+    return flat
 
 
 def summary_markdown(summary: dict) -> str:

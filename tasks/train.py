@@ -94,10 +94,7 @@ def train(recipe: Recipe, data: PreparedData) -> TrainedModel:
     started = time.perf_counter()
     with tracking.use_run(data.run_id):
         mlflow.log_params(
-            {f"lora.{k}": v for k, v in recipe.lora.model_dump().items()}
-            | {f"train.{k}": v for k, v in cfg.model_dump().items()}
-            | {"model.base": recipe.model.base, "model.max_length": recipe.model.max_length}
-            | {"train.total_steps": steps, "train.trainable_params": trainable, "train.all_params": total}
+            {"train.total_steps": steps, "train.trainable_params": trainable, "train.all_params": total}
         )
         model.train()
         step = 0

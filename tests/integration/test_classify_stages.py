@@ -75,7 +75,10 @@ def test_stages_end_to_end(recipe):
     names = {a.path for a in client.list_artifacts(run.run_id, "eval/candidate")}
     assert {"eval/candidate/confusion_matrix.png", "eval/candidate/predictions.json"} <= names
     assert {a.path for a in client.list_artifacts(run.run_id, "plots")} == {"plots/loss.png"}
-    assert client.get_run(run.run_id).info.status == "FINISHED"
+    finished = client.get_run(run.run_id)
+    assert finished.info.status == "FINISHED"
+    params = finished.data.params
+    assert params["lora.r"] == "8" and params["train.learning_rate"] == "0.01" and params["train.total_steps"] == "90"
 
     # Registry: version 1 with both aliases, lineage tags, ONNX forms and the parity verdict.
     assert run.registration.version == "1"
