@@ -69,6 +69,7 @@ def test_smoke_flow_registers_promotes_exports_and_packages(pipeline):
     bento = bentoml.get(summary["bento"])
     assert bento.info.labels["registered_model"] == recipe.registered_model
     assert bento.info.labels["version"] == "1"
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {"plots/loss.png"}
     print(f"smoke flow: {seconds:.0f}s, candidate accuracy {metrics['candidate.accuracy']:.3f}")
 
 
@@ -77,10 +78,10 @@ def server(pipeline, tmp_path_factory):
     _, summary, _ = pipeline
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    bentoml_cli = str(Path(sys.executable).with_name("bentoml"))
+    llmpath_cli = str(Path(sys.executable).with_name("llmpath"))
     with log.open("w") as out:
-        proc = subprocess.Popen(
-            [bentoml_cli, "serve", summary["bento"], "--host", "127.0.0.1", "--port", str(port)],
+        proc = subprocess.Popen(  # `llmpath serve classifier` serves the last built Bento: this run's
+            [llmpath_cli, "serve", "classifier", "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -111,6 +112,22 @@ def test_classify_endpoint_answers(server):
     body = response.json()
     assert [r["label"] for r in body] == ["positive", "negative"]
     assert all(0.5 < r["score"] <= 1.0 for r in body)
+
+
+def test_reports_are_published_to_prefect(pipeline):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def latest(key):
+        async with get_client() as api:
+            found = await api.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+            return found[-1].data if found else ""
+
+    _, summary, _ = pipeline
+    assert "| train | 1600 |" in asyncio.run(latest("data-report"))
+    assert summary["bento"] in asyncio.run(latest("classify-summary"))
 
 
 def test_health_and_metrics(server):

@@ -20,3 +20,15 @@ def test_every_deployment_points_at_a_flow_and_a_defined_pool():
         assert isinstance(getattr(module, name), Flow)
         assert deployment["work_pool"]["name"] in pools
         assert deployment["work_pool"]["job_variables"]["env"]["HF_HUB_OFFLINE"] == "1"
+
+
+def test_flow_parameters_render_as_a_recipe_form():
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.classify import classify
+
+    schema = parameter_schema(classify).model_dump_for_openapi()
+    assert schema["required"] == ["recipe"]
+    recipe = schema["definitions"]["Recipe"]
+    assert {"data", "model", "lora", "train", "eval", "export", "serve"} <= set(recipe["properties"])
+    assert schema["definitions"]["TrainConfig"]["properties"]["learning_rate"]["exclusiveMinimum"] == 0
