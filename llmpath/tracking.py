@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,10 @@ def ensure_experiment(name: str) -> str:
     existing = client.get_experiment_by_name(name)
     if existing is not None:
         return existing.experiment_id
-    location = None if settings.tracking_uri().startswith("http") else settings.artifact_root()
+    location = None  # a tracking server decides where artifacts go
+    if not settings.tracking_uri().startswith("http"):
+        folder = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "experiment"
+        location = f"{settings.artifact_root().rstrip('/')}/{folder}"
     return client.create_experiment(name, artifact_location=location)
 
 
