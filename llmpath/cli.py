@@ -67,9 +67,13 @@ def cmd_serve(args) -> int:
     import subprocess
 
     import bentoml
+    from bentoml.exceptions import NotFound
 
     name = args.bento or f"llmpath-{args.service}"
-    bentos = sorted(bentoml.list(name), key=lambda b: b.info.creation_time)
+    try:
+        bentos = sorted(bentoml.list(name), key=lambda b: b.info.creation_time)
+    except NotFound:
+        bentos = []
     if not bentos:
         print(
             f"No Bento named {name!r} yet. Build one: llmpath run recipes/classify-sst2-smoke.yaml",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -15,13 +16,13 @@ from tasks.registry import CHAMPION, alias_version
 from tasks.results import PackagedBento
 
 SERVICE_DIR = Path(__file__).resolve().parent.parent / "bentos" / "classifier"
+SERVICE_FILES = ("service.py", "runtime.py")
 # What the Bento needs at serve time; installed only when containerizing (we build offline, unlocked).
 BENTO_PACKAGES = ["onnxruntime>=1.32,<1.33", "transformers>=4.57,<4.58", "numpy", "pydantic>=2.7"]
 
 
-def import_champion(recipe: Recipe) -> tuple[str, str, dict[str, str]]:
-    """Copy the champion's deployable files into the BentoML model store, labelled with their MLflow origin."""
-    import bentoml
+def champion_labels(recipe: Recipe) -> tuple[dict[str, str], dict[str, str]]:
+    """Labels naming exactly what a Bento would hold (champion version, form, service code, serve settings)."""
     import mlflow
 
     name = recipe.registered_model
@@ -32,55 +33,75 @@ def import_champion(recipe: Recipe) -> tuple[str, str, dict[str, str]]:
     tags = mlflow.MlflowClient().get_model_version(name, version).tags
     if "deployable.uri" not in tags:
         raise LookupError(f"{name} v{version} has no deployable ONNX form (its parity stage did not pass)")
-    folder = tracking.download(tags["deployable.uri"])
+    digest = hashlib.sha256(recipe.serve.model_dump_json().encode())
+    for file in SERVICE_FILES:
+        digest.update((SERVICE_DIR / file).read_bytes())
     labels = {
         "registered_model": name,
         "version": str(version),
         "alias": CHAMPION,
         "form": tags["deployable.form"],
         "mlflow_run_id": tags.get("run_id", ""),
+        "build_digest": digest.hexdigest()[:16],
     }
+    return labels, tags
+
+
+def existing_bento(bento_name: str, labels: dict[str, str]) -> str | None:
+    """The newest Bento already built from exactly these labels, if any."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        bentos = bentoml.list(bento_name)
+    except NotFound:  # no Bento of that name yet
+        return None
+    matches = [b for b in bentos if all(b.info.labels.get(k) == v for k, v in labels.items())]
+    return str(max(matches, key=lambda b: b.info.creation_time).tag) if matches else None
+
+
+def import_champion(recipe: Recipe, labels: dict[str, str], tags: dict[str, str]) -> str:
+    """Copy the champion's deployable files into the BentoML model store, labelled with their MLflow origin."""
+    import bentoml
+
+    folder = tracking.download(tags["deployable.uri"])
     metadata = {"max_length": recipe.model.max_length} | {
         k: float(v) for k, v in tags.items() if k.startswith("eval.")
     }
     with bentoml.models.create(f"{recipe.serve.bento_name}-onnx", labels=labels, metadata=metadata) as model:
         shutil.copytree(folder, model.path, dirs_exist_ok=True)
-    return str(model.tag), str(version), labels
+    return str(model.tag)
 
 
 def build_bento(recipe: Recipe) -> PackagedBento:
-    """Build the classifier Bento around the champion (offline: no dependency lock)."""
+    """Build the classifier Bento around the champion (offline: no dependency lock); reuse an identical one."""
     import bentoml
     import mlflow
 
-    model_tag, version, labels = import_champion(recipe)
+    labels, tags = champion_labels(recipe)
+    version, s = labels["version"], recipe.serve
+    reused = existing_bento(s.bento_name, labels)
+    if reused:
+        print(f"champion {recipe.registered_model} v{version} is already packaged as {reused}: not rebuilt")
+        model_tag = str(bentoml.get(reused).info.models[0].tag)
+        return PackagedBento(tag=reused, model_tag=model_tag, version=version)
+    model_tag = import_champion(recipe, labels, tags)
     ctx = Path(tempfile.mkdtemp(prefix="llmpath-bento-"))
-    for file in ("service.py", "runtime.py"):
+    for file in SERVICE_FILES:
         shutil.copy2(SERVICE_DIR / file, ctx / file)
-    s = recipe.serve
-    config = {
-        "model_tag": model_tag,
-        "name": s.bento_name,
-        "host": s.host,
-        "port": s.port,
-        "max_texts": s.max_texts,
-        "max_chars": s.max_chars,
-        "max_batch_size": s.max_batch_size,
-        "max_latency_ms": s.max_latency_ms,
-    }
+    config = {"model_tag": model_tag, "name": s.bento_name} | s.model_dump(exclude={"bento_name"})
     (ctx / "bento_config.json").write_text(json.dumps(config, indent=2))
     bento = bentoml.bentos.build(
         "service:Classifier",
         name=s.bento_name,
         labels=labels,
-        include=["service.py", "runtime.py", "bento_config.json"],
+        include=[*SERVICE_FILES, "bento_config.json"],
         python={"packages": BENTO_PACKAGES, "lock_packages": False},
         models=[model_tag],
         build_ctx=str(ctx),
     )
-    run_id = labels["mlflow_run_id"]
-    if run_id:
-        with tracking.use_run(run_id):
+    if labels["mlflow_run_id"]:
+        with tracking.use_run(labels["mlflow_run_id"]):
             mlflow.set_tags({"bento.tag": str(bento.tag), "bento.model_tag": model_tag})
     mlflow.MlflowClient().set_model_version_tag(recipe.registered_model, version, "bento.tag", str(bento.tag))
     print(

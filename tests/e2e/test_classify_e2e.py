@@ -114,6 +114,18 @@ def test_classify_endpoint_answers(server):
     assert all(0.5 < r["score"] <= 1.0 for r in body)
 
 
+def test_unchanged_champion_is_not_repackaged(pipeline):
+    import bentoml
+
+    from tasks.package import build_bento
+
+    recipe, summary, _ = pipeline
+    again = build_bento(recipe)
+    assert again.tag == summary["bento"] and again.version == "1"
+    assert again.model_tag == str(bentoml.get(summary["bento"]).info.models[0].tag)
+    assert len(bentoml.list(recipe.serve.bento_name)) == 1
+
+
 def test_reports_are_published_to_prefect(pipeline):
     import asyncio
 
@@ -122,7 +134,9 @@ def test_reports_are_published_to_prefect(pipeline):
 
     async def latest(key):
         async with get_client() as api:
-            found = await api.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+            found = await api.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            )
             return found[-1].data if found else ""
 
     _, summary, _ = pipeline

@@ -78,7 +78,11 @@ def test_stages_end_to_end(recipe):
     finished = client.get_run(run.run_id)
     assert finished.info.status == "FINISHED"
     params = finished.data.params
-    assert params["lora.r"] == "8" and params["train.learning_rate"] == "0.01" and params["train.total_steps"] == "90"
+    assert (
+        params["lora.r"] == "8"
+        and params["train.learning_rate"] == "0.01"
+        and params["train.total_steps"] == "90"
+    )
 
     # Registry: version 1 with both aliases, lineage tags, ONNX forms and the parity verdict.
     assert run.registration.version == "1"
