@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,33 @@ def resolve_path(name: str) -> Path:
     return path
 
 
+def _root_cause(err: BaseException) -> str:
+    while err.__cause__ is not None or err.__context__ is not None:
+        err = err.__cause__ or err.__context__
+    return f"{type(err).__name__}: {err}"
+
+
+def _read_json_plain(path: Path, fmt: str) -> list[dict[str, Any]]:
+    """JSON rows as written, for files whose columns mix types (Arrow refuses them; we report them by row)."""
+    text = path.read_text(encoding="utf-8")
+    if fmt == "jsonl":
+        rows = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{path}: line {n}: not valid JSON ({err.msg})") from None
+    else:
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise DataError(f"{path}: expected a list of objects (one per row)")
+    return rows
+
+
 def load_rows(path: Path, fmt: str = "auto") -> list[dict[str, Any]]:
     """Read a local table with `datasets`, keeping every cell as written (no NA guessing)."""
     from datasets import load_dataset
@@ -78,14 +106,19 @@ def load_rows(path: Path, fmt: str = "auto") -> list[dict[str, Any]]:
         fmt = _FORMATS.get(path.suffix.lower(), "")
         if not fmt:
             raise DataError(f"{path}: unknown file type; set data.format")
-    if fmt in ("tsv", "csv"):
-        # SST-2 and friends are unquoted: a literal `"` inside a sentence must not start a quoted field.
-        extra = {"sep": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
-        ds = load_dataset("csv", data_files=str(path), split="train", keep_default_na=False, **extra)
-    elif fmt in ("json", "jsonl"):
-        ds = load_dataset("json", data_files=str(path), split="train")
-    else:
-        ds = load_dataset("parquet", data_files=str(path), split="train")
+    try:
+        if fmt in ("tsv", "csv"):
+            # SST-2 and friends are unquoted: a literal `"` inside a sentence must not start a quoted field.
+            extra = {"sep": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
+            ds = load_dataset("csv", data_files=str(path), split="train", keep_default_na=False, **extra)
+        elif fmt in ("json", "jsonl"):
+            ds = load_dataset("json", data_files=str(path), split="train")
+        else:
+            ds = load_dataset("parquet", data_files=str(path), split="train")
+    except Exception as err:
+        if fmt in ("json", "jsonl"):
+            return _read_json_plain(path, fmt)
+        raise DataError(f"{path}: could not be read as {fmt}: {_root_cause(err)}") from err
     return ds.to_list()
 
 

@@ -58,13 +58,57 @@ def test_threshold_drops_when_allowed(bad_file):
     assert len(report.kept) == 2
 
 
-def test_wrong_types_in_json(tmp_path):
+def test_wrong_types_in_json_are_reported_by_row(tmp_path):
     path = tmp_path / "rows.jsonl"
     rows = [{"sentence": "ok", "label": 0}, {"sentence": 12, "label": 1}, {"sentence": "x", "label": 1.5}]
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    loaded = [{"sentence": r["sentence"], "label": r["label"]} for r in rows]  # as written, not coerced
-    issues = [str(i) for i in validate_rows(loaded, CFG, str(path)).issues]
+    issues = [str(i) for i in validate_rows(load_rows(path), CFG, str(path)).issues]
     assert issues == [f"{path}: row 2: sentence: wrong type: int", f"{path}: row 3: label: wrong type: float"]
+
+
+def test_broken_files_name_file_and_line(tmp_path):
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text('{"sentence": "ok", "label": 0}\n{"sentence": "x", "label": \n')
+    with pytest.raises(DataError, match=r"rows.jsonl: line 2: not valid JSON"):
+        load_rows(jsonl)
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("sentence,label\nfine,1\ntoo,many,fields\n")
+    with pytest.raises(DataError, match=r"ragged.csv: could not be read as csv: .*line 3"):
+        load_rows(ragged)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl", "parquet"])
+def test_every_format_gives_the_same_rows(tmp_path, fmt):
+    import pandas as pd
+
+    frame = pd.DataFrame({"sentence": ["a good film", "a bad film", "fine"], "label": [1, 0, 1]})
+    path = tmp_path / f"rows.{fmt}"
+    {
+        "csv": lambda: frame.to_csv(path, index=False),
+        "json": lambda: frame.to_json(path, orient="records"),
+        "jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+        "parquet": lambda: frame.to_parquet(path, index=False),
+    }[fmt]()
+    report = validate_rows(load_rows(path), CFG, path.name)
+    assert report.kept == [
+        {"text": "a good film", "label": 1},
+        {"text": "a bad film", "label": 0},
+        {"text": "fine", "label": 1},
+    ]
+
+
+def test_splits_are_seeded(tmp_path, monkeypatch):
+    from tasks.data import load_splits
+
+    lines = ["sentence\tlabel"] + [f"row {i}\t{i % 2}" for i in range(100)]
+    (tmp_path / "all.tsv").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
+    cfg = CFG.model_copy(update={"train": "all.tsv", "validation_fraction": 0.2, "max_train_rows": 50})
+    first, _ = load_splits(cfg)
+    assert len(first["validation"]) == 20 and len(first["train"]) == 50
+    assert load_splits(cfg)[0] == first
+    assert load_splits(cfg.model_copy(update={"seed": 7}))[0] != first
+    assert not {r["text"] for r in first["train"]} & {r["text"] for r in first["validation"]}
 
 
 def test_missing_column_is_named(tmp_path):
