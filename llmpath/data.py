@@ -44,6 +44,7 @@ class ValidationReport:
     kept: list[dict[str, Any]] = field(default_factory=list)  # {"text": str, "label": int}
     issues: list[RowIssue] = field(default_factory=list)
     duplicates: int = 0
+    leaked: int = 0  # training rows dropped because their text is in the validation split
 
     @property
     def invalid(self) -> int:

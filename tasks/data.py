@@ -50,6 +50,13 @@ def load_splits(cfg: DataConfig) -> tuple[dict[str, list[dict]], list[d.Validati
         random.Random(cfg.seed).shuffle(shuffled)
         n_val = max(1, int(len(shuffled) * cfg.validation_fraction))
         val_rows, train_rows = shuffled[:n_val], shuffled[n_val:]
+    # A text seen in validation must not be trained on, or the evaluation flatters the model.
+    held_out = {r["text"] for r in val_rows}
+    leaked = sum(1 for r in train_rows if r["text"] in held_out)
+    if leaked:
+        train_rows = [r for r in train_rows if r["text"] not in held_out]
+        print(f"dropped {leaked} training rows whose text is also in validation")
+    train.leaked = leaked
     splits = {
         "train": _sample(train_rows, cfg.max_train_rows, cfg.seed),
         "validation": _sample(val_rows, cfg.max_validation_rows, cfg.seed),
@@ -84,9 +91,9 @@ def build_report(
             {
                 "file": r.file,
                 "rows": r.rows,
-                "kept": len(r.kept),
-                "dropped": r.rows - len(r.kept),
-                "why": r.counts(),
+                "kept": len(r.kept) - r.leaked,
+                "dropped": r.rows - len(r.kept) + r.leaked,
+                "why": r.counts() | ({"also in validation": r.leaked} if r.leaked else {}),
             }
         )
     return report

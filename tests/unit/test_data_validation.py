@@ -128,3 +128,26 @@ def test_relative_path_needs_data_root(monkeypatch, tmp_path):
     assert resolve_path("sst2/train.tsv") == tmp_path / "sst2" / "train.tsv"
     with pytest.raises(DataError, match="not found"):
         resolve_path("sst2/dev.tsv")
+
+
+def test_training_rows_seen_in_validation_are_dropped_and_reported(tmp_path, monkeypatch):
+    from tasks.data import build_report, load_splits
+
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\nshared text\t1\nonly train\t0\nalso train\t1\n")
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\nshared text\t1\nonly dev\t0\n")
+    monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
+    cfg = CFG.model_copy(update={"train": "train.tsv", "validation": "dev.tsv"})
+    splits, reports = load_splits(cfg)
+    assert sorted(r["text"] for r in splits["train"]) == ["also train", "only train"]
+
+    class Tok:  # the report only needs token counts
+        def __call__(self, texts, add_special_tokens=True):
+            return {"input_ids": [t.split() for t in texts]}
+
+    from llmpath.config import parse_recipe
+
+    recipe = parse_recipe(
+        {"name": "r", "registered_model": "m", "data": cfg.model_dump(), "model": {"base": "x"}}
+    )
+    files = build_report(recipe, splits, reports, Tok())["files"]
+    assert files[0]["kept"] == 2 and files[0]["dropped"] == 1 and files[0]["why"] == {"also in validation": 1}
