@@ -31,16 +31,12 @@ def _check_sources(recipe) -> None:
 
 def cmd_validate(args) -> int:
     """Check a recipe and its data without training."""
-    from transformers import AutoTokenizer
-
-    from llmpath.sources import resolve_model
-    from tasks.data import build_report, load_splits, report_markdown
+    from tasks.data import check_data, report_markdown
 
     recipe = _recipe(args)
     print(f"{args.recipe}: recipe OK ({recipe.kind}, model {recipe.model.base})")
-    splits, reports = load_splits(recipe.data)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(recipe.model.base, recipe.model.revision).path)
-    print(report_markdown(build_report(recipe, splits, reports, tokenizer), recipe.model.max_length))
+    _, reports, report, _ = check_data(recipe)
+    print(report_markdown(report, recipe.model.max_length))
     for report in reports:
         for issue in report.issues[:20]:
             print(f"  {issue}")

@@ -120,17 +120,24 @@ def report_markdown(report: dict, max_length: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def prepare(recipe: Recipe, run_id: str) -> PreparedData:
-    """Validate the recipe's data, write splits + report to the run, return a reference to them."""
-    import pandas as pd
+def check_data(recipe: Recipe):
+    """Load and validate the recipe's data and build its report (no training): shared by the stage and
+    `llmpath validate`. Returns the splits, the per-file reports, the report dict and the resolved base."""
     from transformers import AutoTokenizer
 
     from llmpath.sources import resolve_model
 
     splits, reports = load_splits(recipe.data)
     base = resolve_model(recipe.model.base, recipe.model.revision)
-    tokenizer = AutoTokenizer.from_pretrained(base.path)
-    report = build_report(recipe, splits, reports, tokenizer)
+    report = build_report(recipe, splits, reports, AutoTokenizer.from_pretrained(base.path))
+    return splits, reports, report, base
+
+
+def prepare(recipe: Recipe, run_id: str) -> PreparedData:
+    """Validate the recipe's data, write splits + report to the run, return a reference to them."""
+    import pandas as pd
+
+    splits, reports, report, base = check_data(recipe)
     markdown = report_markdown(report, recipe.model.max_length)
     out = Path(tempfile.mkdtemp(prefix="llmpath-data-"))
     digest = hashlib.sha256()

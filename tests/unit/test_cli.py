@@ -39,8 +39,6 @@ def test_run_refuses_missing_data_before_starting_anything(tmp_path, capsys, mon
     assert not (tmp_path / "mlruns").exists()  # nothing was tracked
 
 
-def test_serve_without_a_bento_says_how_to_build_one(tmp_path, capsys, monkeypatch):
-    import bentoml  # noqa: F401  (the store location below is read when serve looks it up)
-
+def test_serve_without_a_bento_says_how_to_build_one(capsys):
     assert main(["serve", "classifier", "--bento", "llmpath-never-built"]) == 2
     assert "No Bento named 'llmpath-never-built' yet" in capsys.readouterr().err
