@@ -67,6 +67,9 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     group_by_length: bool = Field(True, description="Batch texts of similar length together (less padding).")
     log_every: int = Field(10, gt=0, description="Steps between writes of the per-step loss to MLflow.")
+    checkpoint_every: int = Field(
+        50, gt=0, description="Steps between checkpoints; a killed run resumes from the last one."
+    )
     threads: int | None = Field(None, gt=0, description="torch threads; default: all cores.")
     seed: int = 42
 
@@ -100,6 +103,15 @@ class ServeConfig(Section):
     max_latency_ms: int = Field(1000, gt=0)
 
 
+class RoutingConfig(Section):
+    """Which Prefect work pool runs which stage when the pipeline runs under a deployment. A stage not listed
+    runs in the flow's own process. With no live worker on its pool, a GPU-preferring stage runs on CPU."""
+
+    pools: dict[str, str] = Field(
+        default_factory=lambda: {"finetune": "gpu-pool"}, description="stage name -> work pool name"
+    )
+
+
 class Recipe(Section):
     """A whole run: which flow, which model name in the registry, and one section per stage."""
 
@@ -114,6 +126,7 @@ class Recipe(Section):
     eval: EvalConfig = EvalConfig()
     export: ExportConfig = ExportConfig()
     serve: ServeConfig = ServeConfig()
+    routing: RoutingConfig = RoutingConfig()
 
     @model_validator(mode="after")
     def _hub_sources_are_explicit(self) -> Recipe:

@@ -70,3 +70,16 @@ def artifact_root() -> str:
     path = project_home() / "mlruns" / "artifacts"
     path.mkdir(parents=True, exist_ok=True)
     return path.as_uri()
+
+
+def mlflow_ui_url() -> str:
+    """Where people open the MLflow UI: `LLMPATH_MLFLOW_UI_URL`, else a tracking server's URL, else the address
+    `make mlflow-ui` / `llmpath up` serve it on."""
+    value = os.environ.get("LLMPATH_MLFLOW_UI_URL")
+    if value:
+        return value.rstrip("/")
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri.startswith("http"):
+        return uri.rstrip("/")
+    host = os.environ.get("LLMPATH_HOST", "127.0.0.1")
+    return f"http://{host}:{os.environ.get('LLMPATH_MLFLOW_PORT', '5000')}"

@@ -8,13 +8,12 @@ import random
 import tempfile
 from pathlib import Path
 
-from prefect import task
-
 from llmpath import data as d
 from llmpath import tracking
 from llmpath.config import DataConfig, Recipe
 from tasks.publish import publish_markdown
 from tasks.results import PreparedData
+from tasks.stages import stage
 
 
 def _load_split(cfg: DataConfig, name: str) -> d.ValidationReport:
@@ -164,7 +163,34 @@ def prepare(recipe: Recipe, run_id: str) -> PreparedData:
         uri=tracking.artifact_uri(run_id, "data"),
         fingerprint=digest.hexdigest()[:16],
         rows={k: len(v) for k, v in splits.items()},
+        base_revision=base.revision,
     )
 
 
-prepare_data = task(prepare, name="prepare_data", retries=1, retry_delay_seconds=5)
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare_key(recipe: Recipe, **_) -> dict:
+    """What decides the prepared data: the data section, the files' bytes, the tokenizer (base model revision)."""
+    from llmpath.sources import resolve_model
+
+    cfg = recipe.data
+    files = {}
+    for name in filter(None, (cfg.train, cfg.validation)):
+        # A hub dataset is named, not hashed: pin its revision in the id if it must not move.
+        files[name] = f"hub:{cfg.hub}" if cfg.hub else file_digest(d.resolve_path(name))
+    base = resolve_model(recipe.model.base, recipe.model.revision)
+    return {
+        "data": cfg.model_dump(),
+        "files": files,
+        "model": recipe.model.model_dump(),
+        "base": base.revision,
+    }
+
+
+prepare_data = stage(prepare, name="prepare_data", key=prepare_key, code=("llmpath.data",))

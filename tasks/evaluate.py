@@ -6,18 +6,19 @@ import json
 import tempfile
 from pathlib import Path
 
-from prefect import task
-
 from llmpath import tracking
 from llmpath.classifier import argmax, load_for_classification, predict
 from llmpath.config import Recipe
 from llmpath.metrics import classification_metrics, confusion_matrix, plot_confusion
 from llmpath.sources import resolve_model
 from tasks.results import Evaluation, PreparedData, TrainedModel
+from tasks.stages import stage
 from tasks.train import read_split
 
 
-def score(recipe: Recipe, data: PreparedData, name: str, model_dir: Path, seed: int | None) -> Evaluation:
+def score(
+    recipe: Recipe, data: PreparedData, run_id: str, name: str, model_dir: Path, seed: int | None
+) -> Evaluation:
     """Predict the validation split with one model and log metrics, predictions and the confusion matrix."""
     import mlflow
 
@@ -34,7 +35,7 @@ def score(recipe: Recipe, data: PreparedData, name: str, model_dir: Path, seed: 
     (folder / "metrics.json").write_text(
         json.dumps({"metrics": metrics, "confusion_matrix": matrix}, indent=2)
     )
-    with tracking.use_run(data.run_id):
+    with tracking.use_run(run_id):
         mlflow.log_metrics({f"{name}.{k}": v for k, v in metrics.items()})
         mlflow.log_artifacts(str(folder), f"eval/{name}")
         fig = plot_confusion(matrix, recipe.data.labels, f"{name}: accuracy {metrics['accuracy']:.3f}")
@@ -43,20 +44,44 @@ def score(recipe: Recipe, data: PreparedData, name: str, model_dir: Path, seed: 
     return Evaluation(
         name=name,
         metrics=metrics,
-        predictions_uri=tracking.artifact_uri(data.run_id, f"eval/{name}/predictions.json"),
+        predictions_uri=tracking.artifact_uri(run_id, f"eval/{name}/predictions.json"),
     )
 
 
-def score_base(recipe: Recipe, data: PreparedData) -> Evaluation:
+def score_base(recipe: Recipe, data: PreparedData, run_id: str) -> Evaluation:
     """The base model with the same seeded head that training starts from."""
     base = resolve_model(recipe.model.base, recipe.model.revision)
-    return score(recipe, data, "base", base.path, seed=recipe.train.seed)
+    return score(recipe, data, run_id, "base", base.path, seed=recipe.train.seed)
 
 
-def score_candidate(recipe: Recipe, data: PreparedData, trained: TrainedModel) -> Evaluation:
+def score_candidate(recipe: Recipe, data: PreparedData, trained: TrainedModel, run_id: str) -> Evaluation:
     """The merged fine-tuned model."""
-    return score(recipe, data, "candidate", tracking.download_model(trained.model_uri), seed=None)
+    return score(recipe, data, run_id, "candidate", tracking.download_model(trained.model_uri), seed=None)
 
 
-evaluate_base = task(score_base, name="evaluate_base")
-evaluate_candidate = task(score_candidate, name="evaluate_candidate")
+def _common_key(recipe: Recipe, data: PreparedData) -> dict:
+    return {
+        "data": data.fingerprint,
+        "labels": recipe.data.labels,
+        "max_length": recipe.model.max_length,
+        "batch_size": recipe.eval.batch_size,  # padding per batch; the gate settings do not change scores
+    }
+
+
+def base_key(recipe: Recipe, data: PreparedData, **_) -> dict:
+    return _common_key(recipe, data) | {"base": data.base_revision, "head_seed": recipe.train.seed}
+
+
+def candidate_key(recipe: Recipe, data: PreparedData, trained: TrainedModel, **_) -> dict:
+    return _common_key(recipe, data) | {"model": trained.model_uri}
+
+
+evaluate_base = stage(
+    score_base, name="evaluate_base", key=base_key, code=("llmpath.classifier", "llmpath.metrics")
+)
+evaluate_candidate = stage(
+    score_candidate,
+    name="evaluate_candidate",
+    key=candidate_key,
+    code=("llmpath.classifier", "llmpath.metrics"),
+)

@@ -7,13 +7,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from prefect import task
-
 from bentos.classifier.runtime import OnnxTextClassifier
 from llmpath import tracking
 from llmpath.config import ExportConfig, Recipe
 from llmpath.metrics import agreement, classification_metrics
-from tasks.results import Evaluation, ExportedModel, ParityResult, PreparedData, Registration, TrainedModel
+from tasks.results import Evaluation, ExportedModel, ParityResult, PreparedData, TrainedModel
+from tasks.stages import GateError, stage
 from tasks.train import read_split
 
 _TOKENIZER_FILES = (
@@ -25,7 +24,7 @@ _TOKENIZER_FILES = (
 )
 
 
-class ParityError(RuntimeError):
+class ParityError(GateError):
     """No exported form agrees with the PyTorch model within the recipe's tolerance."""
 
 
@@ -54,8 +53,8 @@ def quantize_int8(onnx_dir: Path, out: Path, cfg: ExportConfig) -> Path:
     return out
 
 
-def export_version(recipe: Recipe, registration: Registration, trained: TrainedModel) -> ExportedModel:
-    """Export the registered version to ONNX fp32 (+ int8) and attach both to the version."""
+def export_version(recipe: Recipe, trained: TrainedModel, run_id: str) -> ExportedModel:
+    """Export the merged model to ONNX fp32 (+ int8) as artifacts of this run."""
     import mlflow
 
     model_dir = tracking.download_model(trained.model_uri)
@@ -63,18 +62,15 @@ def export_version(recipe: Recipe, registration: Registration, trained: TrainedM
     export_onnx(model_dir, out / "fp32")
     if recipe.export.quantize:
         quantize_int8(out / "fp32", out / "int8", recipe.export)
-    run = trained.run_id
-    fp32_uri = tracking.artifact_uri(run, "onnx/fp32")
-    int8_uri = tracking.artifact_uri(run, "onnx/int8") if recipe.export.quantize else None
-    with tracking.use_run(run):
+    with tracking.use_run(run_id):
         mlflow.log_artifacts(str(out), "onnx")
         sizes = {f"onnx.{p.parent.name}_mb": p.stat().st_size / 2**20 for p in out.glob("*/*.onnx")}
         mlflow.log_metrics(sizes)
-    client = mlflow.MlflowClient()
-    client.set_model_version_tag(registration.name, registration.version, "onnx.fp32_uri", fp32_uri)
-    if int8_uri:
-        client.set_model_version_tag(registration.name, registration.version, "onnx.int8_uri", int8_uri)
-    return ExportedModel(version=registration.version, fp32_uri=fp32_uri, int8_uri=int8_uri)
+    return ExportedModel(
+        run_id=run_id,
+        fp32_uri=tracking.artifact_uri(run_id, "onnx/fp32"),
+        int8_uri=tracking.artifact_uri(run_id, "onnx/int8") if recipe.export.quantize else None,
+    )
 
 
 def choose_form(fp32: dict[str, float], int8: dict[str, float] | None, cfg: ExportConfig) -> tuple[str, str]:
@@ -94,11 +90,7 @@ def choose_form(fp32: dict[str, float], int8: dict[str, float] | None, cfg: Expo
 
 
 def check_parity(
-    recipe: Recipe,
-    data: PreparedData,
-    registration: Registration,
-    exported: ExportedModel,
-    candidate: Evaluation,
+    recipe: Recipe, data: PreparedData, exported: ExportedModel, candidate: Evaluation, run_id: str
 ) -> ParityResult:
     """Score every exported form on validation against the PyTorch predictions; mark one deployable."""
     import mlflow
@@ -119,20 +111,36 @@ def check_parity(
             "agreement": agreement(y_torch, y_pred),
         }
     flat = {f"parity.{form}.{k}": v for form, s in scores.items() for k, v in s.items()}
-    with tracking.use_run(data.run_id):
+    with tracking.use_run(run_id):
         mlflow.log_metrics(flat)
         form, reason = choose_form(scores["fp32"], scores.get("int8"), recipe.export)
         mlflow.set_tags({"deployable.form": form, "deployable.reason": reason})
-    client = mlflow.MlflowClient()
-    for key, value in {
-        "deployable.form": form,
-        "deployable.uri": forms[form],
-        "deployable.reason": reason,
-    }.items():
-        client.set_model_version_tag(registration.name, registration.version, key, value)
     print(f"parity: {form} is deployable: {reason}")
     return ParityResult(deployable_form=form, deployable_uri=forms[form], metrics=flat, reason=reason)
 
 
-export = task(export_version, name="export")
-parity = task(check_parity, name="parity")
+def export_key(recipe: Recipe, trained: TrainedModel, **_) -> dict:
+    return {
+        "model": trained.model_uri,
+        "export": recipe.export.model_dump(exclude={"max_accuracy_drop", "min_agreement"}),
+    }
+
+
+def parity_key(
+    recipe: Recipe, data: PreparedData, exported: ExportedModel, candidate: Evaluation, **_
+) -> dict:
+    return {
+        "data": data.fingerprint,
+        "forms": [exported.fp32_uri, exported.int8_uri],
+        "reference": candidate.predictions_uri,
+        "export": recipe.export.model_dump(),
+        "labels": recipe.data.labels,
+        "max_length": recipe.model.max_length,
+        "batch_size": recipe.eval.batch_size,
+    }
+
+
+export = stage(export_version, name="export", key=export_key)
+parity = stage(
+    check_parity, name="parity", key=parity_key, code=("bentos.classifier.runtime", "llmpath.metrics")
+)

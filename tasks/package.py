@@ -8,12 +8,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from prefect import task
-
 from llmpath import tracking
 from llmpath.config import Recipe
 from tasks.registry import CHAMPION, alias_version
 from tasks.results import PackagedBento
+from tasks.stages import stage
 
 SERVICE_DIR = Path(__file__).resolve().parent.parent / "bentos" / "classifier"
 SERVICE_FILES = ("service.py", "runtime.py")
@@ -110,4 +109,4 @@ def build_bento(recipe: Recipe) -> PackagedBento:
     return PackagedBento(tag=str(bento.tag), model_tag=model_tag, version=version)
 
 
-package = task(build_bento, name="package", retries=1, retry_delay_seconds=3)
+package = stage(build_bento, name="package")  # not cached: it reads the live champion (reuses an equal Bento)

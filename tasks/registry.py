@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from datetime import UTC, datetime
-
-from prefect import task
 
 from llmpath import tracking
 from llmpath.config import Recipe
 from llmpath.promotion import decide
-from tasks.results import Evaluation, PromotionResult, Registration, TrainedModel
+from tasks import aliases
+from tasks.results import Evaluation, ExportedModel, ParityResult, PromotionResult, Registration, TrainedModel
+from tasks.stages import stage
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 
@@ -41,30 +40,54 @@ def _set_alias(name: str, alias: str, version: str | None) -> None:
         client.set_registered_model_alias(name, alias, version)
 
 
-def register_model(recipe: Recipe, trained: TrainedModel, candidate: Evaluation) -> Registration:
-    """Register the merged model as a new version, tagged with its lineage, and point `candidate` at it."""
+def _existing_version(name: str, model_uri: str) -> str | None:
+    """The version already registered from this exact logged model (a cached re-run registers nothing new)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = _client().search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return None
+    matches = [v for v in versions if v.tags.get("model_uri") == model_uri]
+    return str(max(int(v.version) for v in matches)) if matches else None
+
+
+def register_model(recipe: Recipe, trained: TrainedModel, candidate: Evaluation, run_id: str) -> Registration:
+    """Register the merged model as a new version, tagged with its lineage, and point `candidate` at it.
+    Idempotent: a model already registered (same logged model) keeps its version."""
     import mlflow
 
     tracking.configure()
+    client = _client()
     name = recipe.registered_model
     previous = alias_version(name, CANDIDATE)
-    tags = {
-        "run_id": trained.run_id,
-        "adapter_uri": trained.adapter_uri,
-        "base_model": recipe.model.base,
-        "base_revision": trained.base_revision,
-        "recipe": recipe.name,
-    } | {f"eval.{k}": f"{v:.6f}" for k, v in candidate.metrics.items()}
-    version = mlflow.register_model(trained.model_uri, name, tags=tags).version
+    evals = {f"eval.{k}": f"{v:.6f}" for k, v in candidate.metrics.items()}
+    version = _existing_version(name, trained.model_uri)
+    if version is None:
+        tags = {
+            "run_id": trained.run_id,
+            "model_uri": trained.model_uri,
+            "adapter_uri": trained.adapter_uri,
+            "base_model": recipe.model.base,
+            "base_revision": trained.base_revision,
+            "recipe": recipe.name,
+        } | evals
+        version = str(mlflow.register_model(trained.model_uri, name, tags=tags).version)
+        print(f"registered {name} v{version} (alias {CANDIDATE})")
+        created = True
+    else:
+        for key, value in evals.items():
+            client.set_model_version_tag(name, version, key, value)
+        print(f"{name} v{version} already holds this model: not registered again")
+        created = False
     _set_alias(name, CANDIDATE, version)
-    with tracking.use_run(trained.run_id):
+    with tracking.use_run(run_id):
         mlflow.set_tags({"registered_model": name, "model_version": version})
-    print(f"registered {name} v{version} (alias {CANDIDATE})")
-    return Registration(name=name, version=str(version), previous_candidate=previous)
+    return Registration(name=name, version=version, previous_candidate=previous, created=created)
 
 
 def promote_candidate(
-    recipe: Recipe, registration: Registration, base: Evaluation, candidate: Evaluation
+    recipe: Recipe, registration: Registration, base: Evaluation, candidate: Evaluation, run_id: str
 ) -> PromotionResult:
     """Move `champion` only if the candidate beats the base model and the current champion."""
     import mlflow
@@ -76,6 +99,15 @@ def promote_candidate(
     if champion_version is not None:
         tag = client.get_model_version(name, champion_version).tags.get(f"eval.{metric}")
         champion_score = float(tag) if tag is not None else None
+    if champion_version == registration.version:
+        reason = f"v{registration.version} is already the champion"
+        print(f"promotion: kept: {reason}")
+        return PromotionResult(
+            promoted=False,
+            reason=reason,
+            champion_version=champion_version,
+            previous_champion=champion_version,
+        )
     decision = decide(
         metric,
         candidate.metrics[metric],
@@ -89,11 +121,21 @@ def promote_candidate(
         "version": registration.version,
         "alias": CHAMPION,
         "previous_version": champion_version,
-        "who": getpass.getuser(),
+        "who": aliases.who(),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if decision.promote:
         _set_alias(name, CHAMPION, registration.version)
+        move = aliases.record(
+            name,
+            CHAMPION,
+            "gate",
+            champion_version,
+            registration.version,
+            decision.reason,
+            version_metrics(name, registration.version),
+        )
+        record["when"] = move.when
     outcome = "promoted" if decision.promote else "kept"
     for key, value in {
         "promotion.decision": outcome,
@@ -101,7 +143,6 @@ def promote_candidate(
         "promotion.record": json.dumps(record),
     }.items():
         client.set_model_version_tag(name, registration.version, key, value)
-    run_id = client.get_model_version(name, registration.version).tags["run_id"]
     with tracking.use_run(run_id):
         mlflow.log_dict(record, "promotion/decision.json")
         mlflow.set_tags({"promotion.decision": outcome, "promotion.reason": decision.reason})
@@ -120,13 +161,83 @@ def undo_registration(registration: Registration, promotion: PromotionResult | N
     client = _client()
     if promotion is not None and promotion.promoted:
         _set_alias(registration.name, CHAMPION, promotion.previous_champion)
+        aliases.record(
+            registration.name,
+            CHAMPION,
+            "undo",
+            registration.version,
+            promotion.previous_champion,
+            "the run that promoted it failed",
+        )
     if registration.previous_candidate is not None:
         _set_alias(registration.name, CANDIDATE, registration.previous_candidate)
+    if not registration.created:  # the version predates this run: keep it
+        print(f"run failed: restored the aliases of {registration.name}")
+        return
     client.delete_model_version(registration.name, registration.version)
     if not client.search_model_versions(f"name='{registration.name}'"):
         client.delete_registered_model(registration.name)  # it existed only for this failed run
     print(f"run failed: removed {registration.name} v{registration.version} and restored its aliases")
 
 
-register = task(register_model, name="register")  # no retry: a retry could register twice
-promote = task(promote_candidate, name="promote", retries=2, retry_delay_seconds=3)
+def version_metrics(name: str, version: str) -> dict[str, float]:
+    """The `eval.*` tags of a version as floats (they travel with every alias move)."""
+    tags = _client().get_model_version(name, version).tags
+    return {k: float(v) for k, v in tags.items() if k.startswith("eval.")}
+
+
+def mark_deployable_version(
+    registration: Registration, exported: ExportedModel, checked: ParityResult
+) -> None:
+    """Attach the exported forms and the parity verdict to the registered version."""
+    client = _client()
+    tags = {
+        "onnx.fp32_uri": exported.fp32_uri,
+        "deployable.form": checked.deployable_form,
+        "deployable.uri": checked.deployable_uri,
+        "deployable.reason": checked.reason,
+    } | ({"onnx.int8_uri": exported.int8_uri} if exported.int8_uri else {})
+    for key, value in tags.items():
+        client.set_model_version_tag(registration.name, registration.version, key, value)
+
+
+def move_champion(name: str, version: str, why: str, force: bool = False) -> aliases.Move | None:
+    """Point `champion` at `version` by hand (it must have a deployable form unless forced); record the move."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    try:
+        tags = client.get_model_version(name, version).tags
+    except MlflowException:
+        raise LookupError(f"{name} has no version {version}") from None
+    if "deployable.uri" not in tags and not force:
+        raise LookupError(
+            f"{name} v{version} has no deployable ONNX form (its parity stage did not pass); --force to move anyway"
+        )
+    current = alias_version(name, CHAMPION)
+    if current == str(version):
+        print(f"{name} v{version} is already the champion: nothing to do")
+        return None
+    _set_alias(name, CHAMPION, str(version))
+    move = aliases.record(
+        name, CHAMPION, "promote", current, str(version), why, version_metrics(name, version)
+    )
+    print(f"{name}: champion v{current or '-'} -> v{version} ({why})")
+    return move
+
+
+def roll_back_champion(name: str, why: str) -> aliases.Move:
+    """Move `champion` back to the version it held before the last recorded move; record it."""
+    current = alias_version(name, CHAMPION)
+    target = aliases.rollback_target(aliases.history(name, CHAMPION), current)
+    _set_alias(name, CHAMPION, target)
+    move = aliases.record(name, CHAMPION, "rollback", current, target, why, version_metrics(name, target))
+    print(f"{name}: champion rolled back v{current} -> v{target} ({why})")
+    return move
+
+
+# Registry stages touch live state (aliases move between runs): never cached. `register` is idempotent, so it
+# may retry; `promote` may too (it re-reads the champion each time).
+register = stage(register_model, name="register")
+promote = stage(promote_candidate, name="promote")
+mark_deployable = stage(mark_deployable_version, name="mark_deployable")

@@ -6,7 +6,14 @@ from pydantic import BaseModel, ConfigDict
 
 
 class StageResult(BaseModel):
+    """`run_id` fields name the MLflow run that produced the referenced artifacts (with caching, possibly an
+    earlier pipeline run than the current one)."""
+
     model_config = ConfigDict(frozen=True)
+
+    def metrics_to_copy(self) -> dict[str, float]:
+        """Metrics a later run logs again when it reuses this result from the cache (so runs compare in MLflow)."""
+        return {}
 
 
 class PreparedData(StageResult):
@@ -14,6 +21,10 @@ class PreparedData(StageResult):
     uri: str  # folder with train.parquet / validation.parquet
     fingerprint: str
     rows: dict[str, int]
+    base_revision: str
+
+    def metrics_to_copy(self) -> dict[str, float]:
+        return {f"data.{name}_rows": float(n) for name, n in self.rows.items()}
 
 
 class TrainedModel(StageResult):
@@ -24,6 +35,10 @@ class TrainedModel(StageResult):
     steps: int
     final_loss: float
     seconds: float
+    resumed_from_step: int = 0
+
+    def metrics_to_copy(self) -> dict[str, float]:
+        return {"train_seconds": self.seconds, "train.final_loss": self.final_loss}
 
 
 class Evaluation(StageResult):
@@ -31,11 +46,15 @@ class Evaluation(StageResult):
     metrics: dict[str, float]
     predictions_uri: str
 
+    def metrics_to_copy(self) -> dict[str, float]:
+        return {f"{self.name}.{k}": v for k, v in self.metrics.items()}
+
 
 class Registration(StageResult):
     name: str
     version: str
     previous_candidate: str | None = None
+    created: bool = True  # False when an earlier run registered this very model
 
 
 class PromotionResult(StageResult):
@@ -46,7 +65,7 @@ class PromotionResult(StageResult):
 
 
 class ExportedModel(StageResult):
-    version: str
+    run_id: str
     fp32_uri: str
     int8_uri: str | None
 
@@ -56,6 +75,9 @@ class ParityResult(StageResult):
     deployable_uri: str
     metrics: dict[str, float]
     reason: str
+
+    def metrics_to_copy(self) -> dict[str, float]:
+        return dict(self.metrics)
 
 
 class PackagedBento(StageResult):

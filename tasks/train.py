@@ -7,9 +7,9 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from prefect import task
 from tqdm.auto import tqdm
 
 from llmpath import tracking
@@ -17,7 +17,9 @@ from llmpath.classifier import load_for_classification
 from llmpath.config import Recipe
 from llmpath.metrics import plot_loss
 from llmpath.sources import resolve_model
+from tasks import checkpoints
 from tasks.results import PreparedData, TrainedModel
+from tasks.stages import stage, stage_key
 
 PIP_REQUIREMENTS = ["torch==2.13.0", "transformers>=4.57,<4.58", "safetensors"]
 
@@ -69,8 +71,27 @@ def total_steps(rows: int, recipe: Recipe) -> int:
     return min(steps, recipe.train.max_steps) if recipe.train.max_steps else steps
 
 
-def train(recipe: Recipe, data: PreparedData) -> TrainedModel:
-    """Fine-tune a LoRA adapter, then save adapter and merged model (safetensors) to the run."""
+def train_key(recipe: Recipe, data: PreparedData, **_) -> dict:
+    """What decides the trained weights. Logging cadence and thread count do not."""
+    settings = recipe.train.model_dump(exclude={"log_every", "threads", "checkpoint_every"})
+    return {
+        "data": data.fingerprint,
+        "labels": recipe.data.labels,
+        "base": data.base_revision,
+        "model": recipe.model.model_dump(),
+        "lora": recipe.lora.model_dump(),
+        "train": settings,
+    }
+
+
+def train(
+    recipe: Recipe,
+    data: PreparedData,
+    run_id: str,
+    on_step: Callable[[int], None] | None = None,
+) -> TrainedModel:
+    """Fine-tune a LoRA adapter, checkpointing as it goes, then save adapter and merged model (safetensors).
+    If an earlier run with the same inputs was killed, continue from its last checkpoint."""
     import mlflow
     import torch
     from mlflow.entities import Metric
@@ -87,20 +108,34 @@ def train(recipe: Recipe, data: PreparedData) -> TrainedModel:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, int(steps * cfg.warmup_ratio), steps)
-    rng = random.Random(cfg.seed)
-    losses: list[tuple[int, float]] = []
-    pending: list[Metric] = []
+    key = stage_key(finetune, recipe=recipe, data=data)
     client = mlflow.MlflowClient()
+    tracking.configure()
+    found = checkpoints.find(key, run_id)
+    losses: list[tuple[int, float]] = []
+    start = 0
+    if found is not None:
+        start, losses = checkpoints.restore(found, model, optimizer, schedule, run_id)
+        print(f"resuming finetune from step {start}/{steps} (checkpoint of run {found.run_id})")
+    rng = random.Random(cfg.seed)
+    pending: list[Metric] = []
     started = time.perf_counter()
-    with tracking.use_run(data.run_id):
+    with tracking.use_run(run_id):
+        mlflow.set_tag(checkpoints.KEY_TAG, key)
         mlflow.log_params(
             {"train.total_steps": steps, "train.trainable_params": trainable, "train.all_params": total}
         )
+        if start:
+            mlflow.log_metric("train.resumed_from_step", start)
         model.train()
-        step = 0
-        with tqdm(total=steps, desc="finetune", unit="step") as bar:
+        step = seen = 0
+        with tqdm(total=steps, initial=start, desc="finetune", unit="step") as bar:
             while step < steps:
                 for batch in batches(rows, cfg.batch_size, rng, cfg.group_by_length):
+                    seen += 1
+                    if seen <= start:  # replay the same shuffles up to the checkpoint, without computing
+                        step = seen
+                        continue
                     enc = tokenizer(
                         [r["text"] for r in batch],
                         truncation=True,
@@ -123,10 +158,16 @@ def train(recipe: Recipe, data: PreparedData) -> TrainedModel:
                     bar.update(1)
                     if step % cfg.log_every == 0 or step == steps:
                         # Every step's loss is logged; writes are batched to spare the tracking store.
-                        client.log_batch(data.run_id, metrics=pending)
+                        client.log_batch(run_id, metrics=pending)
                         pending = []
                         recent = [loss for _, loss in losses[-cfg.log_every :]]
                         bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+                    if step % cfg.checkpoint_every == 0 and step < steps:
+                        client.log_batch(run_id, metrics=pending)
+                        pending = []
+                        checkpoints.save(run_id, step, model, optimizer, schedule)
+                    if on_step is not None:
+                        on_step(step)
                     if step >= steps:
                         break
         seconds = time.perf_counter() - started
@@ -145,21 +186,28 @@ def train(recipe: Recipe, data: PreparedData) -> TrainedModel:
             pip_requirements=PIP_REQUIREMENTS,
             params={"base_revision": base.revision},
         )
+        done = steps - start
         mlflow.log_metrics(
-            {"train_seconds": seconds, "train_examples_per_second": steps * cfg.batch_size / seconds}
+            {
+                "train_seconds": seconds,
+                "train_examples_per_second": done * cfg.batch_size / max(seconds, 1e-9),
+            }
         )
         tracking.log_figure(
             plot_loss(*zip(*losses, strict=True), title=f"{recipe.name}: training loss"), "plots/loss.png"
         )
     return TrainedModel(
-        run_id=data.run_id,
+        run_id=run_id,
         model_uri=logged.model_uri,
-        adapter_uri=tracking.artifact_uri(data.run_id, "adapter"),
+        adapter_uri=tracking.artifact_uri(run_id, "adapter"),
         base_revision=base.revision,
         steps=steps,
         final_loss=losses[-1][1],
         seconds=seconds,
+        resumed_from_step=start,
     )
 
 
-finetune = task(train, name="finetune", tags=["hardware:gpu-preferred"])
+finetune = stage(
+    train, name="finetune", key=train_key, hardware="gpu-preferred", code=("llmpath.classifier",)
+)

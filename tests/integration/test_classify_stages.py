@@ -48,19 +48,21 @@ def test_stages_end_to_end(recipe):
     from tasks.data import prepare
     from tasks.evaluate import score_base, score_candidate
     from tasks.export import check_parity, export_version
-    from tasks.registry import alias_version, promote_candidate, register_model
+    from tasks.registry import alias_version, mark_deployable_version, promote_candidate, register_model
     from tasks.train import train
 
     with pipeline_run(recipe) as run:
-        data = prepare(recipe, run.run_id)
+        rid = run.run_id
+        data = prepare(recipe, rid)
         assert data.rows == {"train": 240, "validation": 80}
-        trained = train(recipe, data)
-        base = score_base(recipe, data)
-        candidate = score_candidate(recipe, data, trained)
-        run.registration = register_model(recipe, trained, candidate)
-        run.promotion = promote_candidate(recipe, run.registration, base, candidate)
-        exported = export_version(recipe, run.registration, trained)
-        checked = check_parity(recipe, data, run.registration, exported, candidate)
+        trained = train(recipe, data, rid)
+        base = score_base(recipe, data, rid)
+        candidate = score_candidate(recipe, data, trained, rid)
+        run.registration = register_model(recipe, trained, candidate, rid)
+        run.promotion = promote_candidate(recipe, run.registration, base, candidate, rid)
+        exported = export_version(recipe, trained, rid)
+        checked = check_parity(recipe, data, exported, candidate, rid)
+        mark_deployable_version(run.registration, exported, checked)
 
     # Training learned the toy task and every step's loss reached MLflow.
     assert trained.steps == 90  # ceil(240 / 16) * 6
@@ -91,7 +93,10 @@ def test_stages_end_to_end(recipe):
     tags = client.get_model_version("tiny-classifier", "1").tags
     assert tags["run_id"] == run.run_id and tags["adapter_uri"].endswith("/adapter")
     assert json.loads(tags["promotion.record"])["previous_version"] is None
-    assert tags["deployable.form"] == checked.deployable_form
+    assert tags["deployable.form"] == checked.deployable_form and tags["onnx.fp32_uri"] == exported.fp32_uri
+    # Registering the same logged model again (a re-run that reused training) keeps its version.
+    again = register_model(recipe, trained, candidate, rid)
+    assert again.version == "1" and not again.created
     onnx = {a.path for a in client.list_artifacts(run.run_id, "onnx/int8")}
     assert "onnx/int8/model_quantized.onnx" in onnx
     assert checked.metrics["parity.int8.agreement"] >= 0.9
@@ -109,11 +114,11 @@ def test_stages_end_to_end(recipe):
     assert argmax(predict(adapted, tokenizer, texts, 32)) == argmax(predict(merged, tokenizer, texts, 32))
 
 
-def test_worse_candidate_keeps_champion_and_failure_undoes(recipe):
+def _logged_model(recipe):
+    """A fresh logged model (each registration below is a different model)."""
     import mlflow
 
-    from tasks.registry import alias_version, promote_candidate, register_model, undo_registration
-    from tasks.results import Evaluation, TrainedModel
+    from tasks.results import TrainedModel
 
     tracking.ensure_experiment(recipe.experiment_name)
     with mlflow.start_run() as active:
@@ -123,7 +128,7 @@ def test_worse_candidate_keeps_champion_and_failure_undoes(recipe):
             task="text-classification",
             pip_requirements=["transformers"],
         )
-    trained = TrainedModel(
+    return TrainedModel(
         run_id=active.info.run_id,
         model_uri=logged.model_uri,
         adapter_uri="runs:/x/adapter",
@@ -133,35 +138,75 @@ def test_worse_candidate_keeps_champion_and_failure_undoes(recipe):
         seconds=1.0,
     )
 
-    def evaluation(name, accuracy):
+
+def test_gate_undo_promote_rollback_and_alias_history(recipe):
+    import mlflow
+
+    from tasks import aliases
+    from tasks.registry import (
+        alias_version,
+        move_champion,
+        promote_candidate,
+        register_model,
+        roll_back_champion,
+        undo_registration,
+    )
+    from tasks.results import Evaluation
+
+    name = recipe.registered_model
+    trained = [_logged_model(recipe) for _ in range(4)]
+    run_id = trained[0].run_id
+
+    def evaluation(kind, accuracy):
         return Evaluation(
-            name=name, metrics={"accuracy": accuracy, "macro_f1": accuracy}, predictions_uri="-"
+            name=kind, metrics={"accuracy": accuracy, "macro_f1": accuracy}, predictions_uri="-"
         )
 
     base = evaluation("base", 0.5)
     # A run that fails right after its first registration leaves no registered model behind.
-    doomed = register_model(recipe, trained, evaluation("candidate", 0.8))
+    doomed = register_model(recipe, trained[0], evaluation("candidate", 0.8), run_id)
     undo_registration(doomed, None)
-    assert mlflow.MlflowClient().search_registered_models(f"name='{recipe.registered_model}'") == []
+    assert mlflow.MlflowClient().search_registered_models(f"name='{name}'") == []
 
-    first = register_model(recipe, trained, evaluation("candidate", 0.8))
-    assert promote_candidate(recipe, first, base, evaluation("candidate", 0.8)).promoted
+    first = register_model(recipe, trained[1], evaluation("candidate", 0.8), run_id)
+    assert promote_candidate(recipe, first, base, evaluation("candidate", 0.8), run_id).promoted
+    again = promote_candidate(recipe, first, base, evaluation("candidate", 0.8), run_id)
+    assert not again.promoted and "already the champion" in again.reason
 
-    second = register_model(recipe, trained, evaluation("candidate", 0.7))
-    kept = promote_candidate(recipe, second, base, evaluation("candidate", 0.7))
+    second = register_model(recipe, trained[2], evaluation("candidate", 0.7), run_id)
+    kept = promote_candidate(recipe, second, base, evaluation("candidate", 0.7), run_id)
     assert not kept.promoted and "does not beat champion v1" in kept.reason
-    assert alias_version(recipe.registered_model, "champion") == "1"
-    assert alias_version(recipe.registered_model, "candidate") == "2"
+    assert alias_version(name, "champion") == "1"
+    assert alias_version(name, "candidate") == "2"
 
-    third = register_model(recipe, trained, evaluation("candidate", 0.9))
-    moved = promote_candidate(recipe, third, base, evaluation("candidate", 0.9))
-    assert moved.promoted and alias_version(recipe.registered_model, "champion") == "3"
+    third = register_model(recipe, trained[3], evaluation("candidate", 0.9), run_id)
+    moved = promote_candidate(recipe, third, base, evaluation("candidate", 0.9), run_id)
+    assert moved.promoted and alias_version(name, "champion") == "3"
     # A later stage fails: the version goes away and both aliases return to where they were.
     undo_registration(third, moved)
-    assert alias_version(recipe.registered_model, "champion") == "1"
-    assert alias_version(recipe.registered_model, "candidate") == "2"
-    versions = {
-        str(v.version)
-        for v in mlflow.MlflowClient().search_model_versions(f"name='{recipe.registered_model}'")
-    }
+    assert alias_version(name, "champion") == "1"
+    assert alias_version(name, "candidate") == "2"
+    versions = {str(v.version) for v in mlflow.MlflowClient().search_model_versions(f"name='{name}'")}
     assert versions == {"1", "2"}
+
+    # By hand: v2 has no deployable form, so it needs --force; then roll back to v1, and no further.
+    with pytest.raises(LookupError, match="no deployable ONNX form"):
+        move_champion(name, "2", "try v2")
+    move_champion(name, "2", "operator override", force=True)
+    assert alias_version(name, "champion") == "2"
+    roll_back_champion(name, "v2 misbehaves")
+    assert alias_version(name, "champion") == "1"
+    with pytest.raises(LookupError, match="first recorded champion"):
+        roll_back_champion(name, "again")
+
+    moves = aliases.history(name)
+    assert [(m.action, m.from_version, m.to_version) for m in moves] == [
+        ("gate", None, "1"),
+        ("gate", "1", "3"),
+        ("undo", "3", "1"),
+        ("promote", "1", "2"),
+        ("rollback", "2", "1"),
+    ]
+    assert moves[3].why == "operator override" and moves[3].who
+    assert moves[0].metrics["eval.accuracy"] == pytest.approx(0.8)
+    assert "v2 misbehaves" in aliases.table(moves, "accuracy")

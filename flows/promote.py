@@ -1,0 +1,25 @@
+"""The `promote` and `rollback` flows: move `champion` by hand, each move recorded in the alias history."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tasks.registry import move_champion, roll_back_champion
+
+
+@flow(name="promote", log_prints=True)
+def promote(model: str, version: str, reason: str, force: bool = False) -> str:
+    """Point `model@champion` at `version` (it must have a deployable ONNX form unless `force`)."""
+    if not reason.strip():
+        raise ValueError("say why: the reason is part of the alias history")
+    move = move_champion(model, str(version), reason, force=force)
+    return move.to_version if move else str(version)
+
+
+@flow(name="rollback", log_prints=True)
+def rollback(model: str, reason: str) -> str:
+    """Move `model@champion` back to the version it held before the last recorded move."""
+    if not reason.strip():
+        raise ValueError("say why: the reason is part of the alias history")
+    move = roll_back_champion(model, reason)
+    return move.to_version

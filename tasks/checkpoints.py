@@ -1,0 +1,89 @@
+"""Training checkpoints in the MLflow run, so a killed training stage resumes instead of starting over.
+
+A checkpoint is the trainable (adapter) weights as safetensors, the optimizer and schedule state and the torch RNG
+(loaded with `weights_only=True`), uploaded under `checkpoints/step-N/` of the training run. Only after the upload
+does the run's `llmpath.checkpoint_step` tag move, so a kill mid-upload leaves the previous checkpoint in force.
+A later run with the same finetune cache key (same data, model, settings and code) finds it by that key.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmpath import tracking
+
+KEY_TAG = "llmpath.finetune_key"
+STEP_TAG = "llmpath.checkpoint_step"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    run_id: str
+    step: int
+    status: str
+
+    @property
+    def uri(self) -> str:
+        return tracking.artifact_uri(self.run_id, f"checkpoints/step-{self.step:06d}")
+
+
+def save(run_id: str, step: int, model, optimizer, schedule) -> None:
+    import mlflow
+    import torch
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    folder = Path(tempfile.mkdtemp(prefix="llmpath-ckpt-"))
+    weights = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+    save_file(weights, folder / "adapter.safetensors")
+    torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+    torch.save(schedule.state_dict(), folder / "schedule.pt")
+    torch.save(torch.get_rng_state(), folder / "rng.pt")
+    client = mlflow.MlflowClient()
+    client.log_artifacts(run_id, str(folder), f"checkpoints/step-{step:06d}")
+    client.set_tag(run_id, STEP_TAG, str(step))
+
+
+def find(key: str, current_run_id: str) -> Checkpoint | None:
+    """The furthest checkpoint any other run of this experiment left for the same finetune key."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_run(current_run_id).info.experiment_id
+    runs = client.search_runs([experiment], filter_string=f"tags.`{KEY_TAG}` = '{key}'")
+    found = [
+        Checkpoint(r.info.run_id, int(r.data.tags[STEP_TAG]), r.info.status)
+        for r in runs
+        if r.info.run_id != current_run_id and STEP_TAG in r.data.tags
+    ]
+    return max(found, key=lambda c: c.step, default=None)
+
+
+def restore(
+    found: Checkpoint, model, optimizer, schedule, run_id: str
+) -> tuple[int, list[tuple[int, float]]]:
+    """Load the checkpoint into the model, optimizer and schedule; copy its loss history into this run.
+    Returns the step to continue from and the losses so far."""
+    import mlflow
+    import torch
+    from mlflow.entities import Metric
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = tracking.download(found.uri)
+    set_peft_model_state_dict(model, load_file(folder / "adapter.safetensors"))
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    schedule.load_state_dict(torch.load(folder / "schedule.pt", weights_only=True))
+    torch.set_rng_state(torch.load(folder / "rng.pt", weights_only=True))
+    client = mlflow.MlflowClient()
+    history = [m for m in client.get_metric_history(found.run_id, "train_loss") if m.step <= found.step]
+    history.sort(key=lambda m: m.step)
+    for start in range(0, len(history), 500):
+        chunk = history[start : start + 500]
+        client.log_batch(run_id, metrics=[Metric(m.key, m.value, m.timestamp, m.step) for m in chunk])
+    client.set_tag(found.run_id, "llmpath.resumed_by", run_id)
+    if found.status == "RUNNING":  # its process was killed and never closed the run
+        client.set_terminated(found.run_id, "KILLED")
+    return found.step, [(m.step, m.value) for m in history]

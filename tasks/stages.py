@@ -1,0 +1,133 @@
+"""How a plain stage function becomes a Prefect task: a content cache key, retries with backoff for transient
+failures only, and a declared hardware need that routing reads.
+
+A stage's cache key covers exactly what decides its result: the inputs it names (data fingerprint, upstream
+artifact URIs, base model revision), its slice of the recipe, the source code of its module, and the MLflow
+store its references point into. Run ids are not part of it: a cached result refers to the run that made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import Task, task
+from prefect.cache_policies import CachePolicy
+from prefect.tasks import exponential_backoff
+
+from llmpath import settings
+
+Hardware = Literal["cpu", "gpu-preferred", "gpu-required"]
+KeyFn = Callable[..., dict[str, Any]]
+
+STAGES: dict[
+    str, Task
+] = {}  # every declared stage by name: routing and the remote stage flow look them up here
+_KEYS: dict[str, Callable[..., str]] = {}
+_PERMANENT: tuple[type[BaseException], ...] = ()
+
+
+def permanent_errors() -> tuple[type[BaseException], ...]:
+    """Errors a retry cannot fix (bad recipe, bad data, missing model, failed gate): fail at once."""
+    global _PERMANENT
+    if not _PERMANENT:
+        from llmpath.config import RecipeError
+        from llmpath.data import DataError
+        from llmpath.sources import ModelSourceError
+
+        _PERMANENT = (RecipeError, DataError, ModelSourceError, LookupError, ValueError, TypeError, GateError)
+    return _PERMANENT
+
+
+class GateError(RuntimeError):
+    """A quality gate said no (for example: no exported form agrees with PyTorch). Never retried."""
+
+
+def is_transient(_task, _task_run, state) -> bool:
+    """Retry condition: retry anything but the permanent errors above."""
+    try:
+        state.result()
+    except permanent_errors():
+        return False
+    except BaseException:
+        return True
+    return True
+
+
+def code_version(*modules: str | Path) -> str:
+    """Digest of the source files that implement a stage (its module plus the helpers it names)."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def content_key(stage: str, content: dict[str, Any], code: str) -> str:
+    """The cache key of one stage call: stage name, its content, its code, and the store its references use."""
+    blob = json.dumps(
+        {"stage": stage, "code": code, "store": settings.tracking_uri(), "content": content},
+        sort_keys=True,
+        default=str,
+    )
+    return f"{stage}-{hashlib.sha256(blob.encode()).hexdigest()[:24]}"
+
+
+def _source_files(fn: Callable, extra: tuple[str, ...]) -> list[Path]:
+    import importlib
+
+    files = [Path(inspect.getsourcefile(fn))]
+    for name in extra:
+        files.append(Path(inspect.getsourcefile(importlib.import_module(name))))
+    return files
+
+
+def stage(
+    fn: Callable,
+    *,
+    name: str,
+    key: KeyFn | None = None,
+    hardware: Hardware = "cpu",
+    retries: int = 2,
+    code: tuple[str, ...] = (),
+) -> Task:
+    """Declare `fn` as the stage `name`. With `key`, its results are cached across runs by content;
+    `key(**call_arguments)` returns the dict that decides the result (never a run id). `code` names extra
+    modules whose source is part of the stage's code version."""
+    files = _source_files(fn, code)
+
+    def cache_key(_ctx, parameters: dict[str, Any]) -> str:
+        return content_key(name, key(**parameters), code_version(*files))
+
+    wrapped = task(
+        fn,
+        name=name,
+        tags=[f"hardware:{hardware}"],
+        retries=retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=2) if retries else 0,
+        retry_jitter_factor=0.5 if retries else None,
+        retry_condition_fn=is_transient,
+        cache_policy=CachePolicy.from_cache_key_fn(cache_key) if key else None,
+        persist_result=True if key else None,
+        result_serializer="json",
+    )
+    STAGES[name] = wrapped
+    if key:
+        _KEYS[name] = lambda **parameters: cache_key(None, parameters)
+    return wrapped
+
+
+def hardware_of(stage_task: Task) -> Hardware:
+    for tag in stage_task.tags:
+        if tag.startswith("hardware:"):
+            return tag.split(":", 1)[1]  # type: ignore[return-value]
+    return "cpu"
+
+
+def stage_key(stage_task: Task, **parameters: Any) -> str | None:
+    """The cache key a stage call would get (the training stage uses it to find its checkpoints)."""
+    fn = _KEYS.get(stage_task.name)
+    return fn(**parameters) if fn else None
