@@ -3,7 +3,9 @@
 A checkpoint is the trainable (adapter) weights as safetensors, the optimizer and schedule state and the torch RNG
 (loaded with `weights_only=True`), uploaded under `checkpoints/step-N/` of the training run. Only after the upload
 does the run's `llmpath.checkpoint_step` tag move, so a kill mid-upload leaves the previous checkpoint in force.
-A later run with the same finetune cache key (same data, model, settings and code) finds it by that key.
+A later run with the same finetune cache key (same data, model, settings and code) finds it by that key, takes it
+over (copies it into its own run, the old run stops offering it) and continues. A run whose training finishes
+stops offering its checkpoints: from then on the stage cache reuses its result.
 """
 
 from __future__ import annotations
@@ -83,7 +85,19 @@ def restore(
     for start in range(0, len(history), 500):
         chunk = history[start : start + 500]
         client.log_batch(run_id, metrics=[Metric(m.key, m.value, m.timestamp, m.step) for m in chunk])
+    # Take it over: this run offers the checkpoint from now on (in case it is killed too), the old one no more.
+    save(run_id, found.step, model, optimizer, schedule)
+    retire(found.run_id)
     client.set_tag(found.run_id, "llmpath.resumed_by", run_id)
     if found.status == "RUNNING":  # its process was killed and never closed the run
         client.set_terminated(found.run_id, "KILLED")
     return found.step, [(m.step, m.value) for m in history]
+
+
+def retire(run_id: str) -> None:
+    """The run no longer offers a checkpoint to resume from (its training finished or another run took over)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    if STEP_TAG in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, STEP_TAG)

@@ -186,6 +186,7 @@ def train(
             pip_requirements=PIP_REQUIREMENTS,
             params={"base_revision": base.revision},
         )
+        checkpoints.retire(run_id)  # finished: the stage cache reuses this result from now on
         done = steps - start
         mlflow.log_metrics(
             {

@@ -10,6 +10,8 @@ import pytest
 
 # Before any library import: offline, quiet, and a private BentoML store for the whole session.
 os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="llmpath-test-bentoml-"))
+# Prefect's persisted results and cache records of this session stay out of ~/.prefect.
+os.environ["PREFECT_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="llmpath-test-prefect-results-")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ[_var] = "1"
@@ -87,3 +89,28 @@ def write_sentiment_tsv(path: Path, n: int, seed: int = 0) -> Path:
             lines.append(f"{text}\t{label}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def tiny_recipe(data_dir: Path, model: Path, name: str = "tiny", **sections) -> dict:
+    """A recipe dict for the tiny model on toy data written to `data_dir` (train.tsv, dev.tsv)."""
+    if not (data_dir / "train.tsv").exists():
+        write_sentiment_tsv(data_dir / "train.tsv", 160, seed=1)
+        write_sentiment_tsv(data_dir / "dev.tsv", 48, seed=2)
+    raw = {
+        "name": name,
+        "registered_model": f"{name}-classifier",
+        "data": {
+            "train": "train.tsv",
+            "validation": "dev.tsv",
+            "text_column": "sentence",
+            "labels": ["neg", "pos"],
+        },
+        "model": {"base": str(model), "max_length": 32},
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["query", "key", "value", "dense"]},
+        "train": {"epochs": 6, "batch_size": 16, "learning_rate": 1e-2, "log_every": 5},
+        "export": {"max_accuracy_drop": 1.0, "min_agreement": 0.0},
+        "serve": {"bento_name": f"{name}-bento"},
+    }
+    for section, values in sections.items():
+        raw[section] = raw.get(section, {}) | values if isinstance(values, dict) else values
+    return raw
