@@ -46,15 +46,80 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def _cache_option(args) -> None:
+    if getattr(args, "no_cache", False):
+        import os
+
+        os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"  # compute every stage, refresh the cache
+
+
 def cmd_run(args) -> int:
     """Run the recipe's flow under Prefect."""
     recipe = _recipe(args)
     _check_sources(recipe)
+    _cache_option(args)
     from flows import FLOWS
 
     summary = FLOWS[recipe.kind](recipe)
     print("Next: `llmpath serve classifier` to serve the champion; `make mlflow-ui` to compare runs.")
     return 0 if summary else 1
+
+
+def cmd_pipeline(args) -> int:
+    """Run several recipes as one release (the `pipeline` flow) and print its summary."""
+    from llmpath.config import load_recipe
+
+    recipes = [load_recipe(path, args.set) for path in args.recipes]
+    settings.set_hub_access(any(r.uses_hub for r in recipes))
+    for recipe in recipes:
+        _check_sources(recipe)
+    _cache_option(args)
+    from flows.pipeline import pipeline
+
+    pipeline(recipes)
+    return 0
+
+
+def cmd_promote(args) -> int:
+    """Point MODEL@champion at VERSION (recorded in the alias history)."""
+    from flows.promote import promote
+
+    promote(args.model, args.version, args.reason, force=args.force)
+    print(
+        f"Next: rebuild the Bento for the new champion (llmpath run RECIPE); history: llmpath history {args.model}"
+    )
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    """Move MODEL@champion back to the version before the last recorded move."""
+    from flows.promote import rollback
+
+    rollback(args.model, args.reason)
+    print(
+        f"Next: rebuild the Bento for the new champion (llmpath run RECIPE); history: llmpath history {args.model}"
+    )
+    return 0
+
+
+def cmd_history(args) -> int:
+    """Print every recorded move of MODEL@champion: who, when, why, and the version's metric."""
+    from tasks import aliases
+
+    moves = aliases.history(args.model)
+    if not moves:
+        print(f"no recorded champion moves for {args.model!r}")
+        return 1
+    print(aliases.table(moves, args.metric))
+    return 0
+
+
+def cmd_trigger(args) -> int:
+    """Run a recipe through its deployment on a running stack (see `llmpath up`) and wait for it."""
+    from llmpath import deploy
+
+    recipe = _recipe(args)
+    return deploy.trigger(recipe, wait=not args.no_wait)
 
 
 def cmd_serve(args) -> int:
@@ -82,16 +147,49 @@ def cmd_serve(args) -> int:
     return subprocess.call([os.path.join(os.path.dirname(sys.executable), cmd[0]), *cmd[1:]])
 
 
+def _set_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.epochs=2"
+    )
+
+
+def _no_cache_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-cache", action="store_true", help="compute every stage again (and refresh the cache)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmpath", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func in (("run", cmd_run), ("validate", cmd_validate)):
+    for name, func in (("run", cmd_run), ("validate", cmd_validate), ("trigger", cmd_trigger)):
         p = sub.add_parser(name, help=func.__doc__)
         p.add_argument("recipe", help="recipe YAML, e.g. recipes/classify-sst2-smoke.yaml")
-        p.add_argument(
-            "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.epochs=2"
-        )
+        _set_option(p)
+        if name == "run":
+            _no_cache_option(p)
+        if name == "trigger":
+            p.add_argument("--no-wait", action="store_true", help="return once the flow run is created")
         p.set_defaults(func=func)
+    p = sub.add_parser("pipeline", help=cmd_pipeline.__doc__)
+    p.add_argument("recipes", nargs="+", help="recipe YAML files, run in this order")
+    _set_option(p)
+    _no_cache_option(p)
+    p.set_defaults(func=cmd_pipeline)
+    p = sub.add_parser("promote", help=cmd_promote.__doc__)
+    p.add_argument("model", help="registered model name, e.g. sst2-classifier")
+    p.add_argument("version")
+    p.add_argument("--reason", required=True, help="why (kept in the alias history)")
+    p.add_argument("--force", action="store_true", help="allow a version without a deployable form")
+    p.set_defaults(func=cmd_promote)
+    p = sub.add_parser("rollback", help=cmd_rollback.__doc__)
+    p.add_argument("model")
+    p.add_argument("--reason", required=True, help="why (kept in the alias history)")
+    p.set_defaults(func=cmd_rollback)
+    p = sub.add_parser("history", help=cmd_history.__doc__)
+    p.add_argument("model")
+    p.add_argument("--metric", default="accuracy", help="the eval metric column to show")
+    p.set_defaults(func=cmd_history)
     p = sub.add_parser("serve", help=cmd_serve.__doc__)
     p.add_argument("service", choices=["classifier"])
     p.add_argument("--bento", help="Bento name (default: llmpath-SERVICE)")
@@ -109,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (RecipeError, DataError, ModelSourceError) as err:
+    except (RecipeError, DataError, ModelSourceError, LookupError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

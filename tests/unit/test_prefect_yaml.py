@@ -7,28 +7,59 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def deployments() -> list[dict]:
+    return yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+
+
+def load_flow(entrypoint: str):
+    path, _, name = entrypoint.partition(":")
+    assert (ROOT / path).is_file(), entrypoint
+    module = __import__(path.removesuffix(".py").replace("/", "."), fromlist=[name])
+    return getattr(module, name)
+
+
 def test_every_deployment_points_at_a_flow_and_a_defined_pool():
     from prefect import Flow
 
     config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     pools = {p["name"] for p in config["definitions"]["work_pools"].values()}
-    assert config["deployments"]
     for deployment in config["deployments"]:
-        path, _, name = deployment["entrypoint"].partition(":")
-        assert (ROOT / path).is_file(), deployment["entrypoint"]
-        module = __import__(path.removesuffix(".py").replace("/", "."), fromlist=[name])
-        assert isinstance(getattr(module, name), Flow)
+        assert isinstance(load_flow(deployment["entrypoint"]), Flow)
         assert deployment["work_pool"]["name"] in pools
         assert deployment["work_pool"]["job_variables"]["env"]["HF_HUB_OFFLINE"] == "1"
+    # Pool templates for `llmpath up` exist for every pool the deployments use.
+    for pool in pools:
+        assert (ROOT / "deployments" / f"{pool}.json").is_file(), pool
 
 
-def test_flow_parameters_render_as_a_recipe_form():
+def test_every_flow_has_a_deployment_and_every_routed_pool_a_stage_deployment():
+    from flows import FLOWS
+    from llmpath.config import RoutingConfig
+    from tasks.runner import STAGE_FLOW
+
+    by_flow = {load_flow(d["entrypoint"]).name: d for d in deployments()}
+    assert {f.name for f in FLOWS.values()} | {"pipeline", "promote", "rollback"} <= set(by_flow)
+    stage_pools = {d["name"] for d in deployments() if load_flow(d["entrypoint"]).name == STAGE_FLOW}
+    for d in deployments():
+        if load_flow(d["entrypoint"]).name == STAGE_FLOW:
+            assert d["name"] == d["work_pool"]["name"]  # llmpath-stage/<pool> runs on <pool>
+    assert set(RoutingConfig().pools.values()) <= stage_pools
+
+
+def test_flow_parameters_render_as_validated_forms():
     from prefect.utilities.callables import parameter_schema
 
     from flows.classify import classify
+    from flows.pipeline import pipeline
+    from flows.promote import promote
 
     schema = parameter_schema(classify).model_dump_for_openapi()
     assert schema["required"] == ["recipe"]
     recipe = schema["definitions"]["Recipe"]
-    assert {"data", "model", "lora", "train", "eval", "export", "serve"} <= set(recipe["properties"])
+    assert {"data", "model", "lora", "train", "eval", "export", "serve", "routing"} <= set(
+        recipe["properties"]
+    )
     assert schema["definitions"]["TrainConfig"]["properties"]["learning_rate"]["exclusiveMinimum"] == 0
+    many = parameter_schema(pipeline).model_dump_for_openapi()
+    assert many["properties"]["recipes"]["items"] == {"$ref": "#/definitions/Recipe"}
+    assert parameter_schema(promote).model_dump_for_openapi()["required"] == ["model", "version", "reason"]
