@@ -31,9 +31,12 @@ def _check_sources(recipe) -> None:
 
 def cmd_validate(args) -> int:
     """Check a recipe and its data without training."""
+    import tasks.catalog  # noqa: F401  (declares the stages routing may name)
     from tasks.data import check_data, report_markdown
+    from tasks.runner import validate_routing
 
     recipe = _recipe(args)
+    validate_routing(recipe)
     print(f"{args.recipe}: recipe OK ({recipe.kind}, model {recipe.model.base})")
     _, reports, report, _ = check_data(recipe)
     print(report_markdown(report, recipe.model.max_length))
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (RecipeError, DataError, ModelSourceError, LookupError) as err:
+    except (RecipeError, DataError, ModelSourceError, LookupError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

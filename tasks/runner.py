@@ -194,4 +194,6 @@ def validate_routing(recipe: Recipe) -> None:
     """Fail before any work when the recipe routes a stage that does not exist."""
     unknown = sorted(set(recipe.routing.pools) - set(STAGES))
     if unknown:
-        raise ValueError(f"routing.pools names unknown stages {unknown}; known: {sorted(STAGES)}")
+        raise ValueError(
+            f"{recipe.name}: routing.pools names unknown stages {unknown}; known: {sorted(STAGES)}"
+        )

@@ -139,18 +139,12 @@ def _logged_model(recipe):
     )
 
 
-def test_gate_undo_promote_rollback_and_alias_history(recipe):
+def test_gate_undo_promote_rollback_and_alias_history(recipe, prefect_harness, capsys):
     import mlflow
 
+    from llmpath.cli import main
     from tasks import aliases
-    from tasks.registry import (
-        alias_version,
-        move_champion,
-        promote_candidate,
-        register_model,
-        roll_back_champion,
-        undo_registration,
-    )
+    from tasks.registry import alias_version, promote_candidate, register_model, undo_registration
     from tasks.results import Evaluation
 
     name = recipe.registered_model
@@ -189,15 +183,16 @@ def test_gate_undo_promote_rollback_and_alias_history(recipe):
     versions = {str(v.version) for v in mlflow.MlflowClient().search_model_versions(f"name='{name}'")}
     assert versions == {"1", "2"}
 
-    # By hand: v2 has no deployable form, so it needs --force; then roll back to v1, and no further.
-    with pytest.raises(LookupError, match="no deployable ONNX form"):
-        move_champion(name, "2", "try v2")
-    move_champion(name, "2", "operator override", force=True)
+    # By hand, through the CLI and the promote/rollback flows: v2 has no deployable form, so it needs --force;
+    # then roll back to v1, and no further.
+    assert main(["promote", name, "2", "--reason", "try v2"]) == 2
+    assert "no deployable ONNX form" in capsys.readouterr().err
+    assert main(["promote", name, "2", "--reason", "operator override", "--force"]) == 0
     assert alias_version(name, "champion") == "2"
-    roll_back_champion(name, "v2 misbehaves")
+    assert main(["rollback", name, "--reason", "v2 misbehaves"]) == 0
     assert alias_version(name, "champion") == "1"
-    with pytest.raises(LookupError, match="first recorded champion"):
-        roll_back_champion(name, "again")
+    assert main(["rollback", name, "--reason", "again"]) == 2
+    assert "first recorded champion" in capsys.readouterr().err
 
     moves = aliases.history(name)
     assert [(m.action, m.from_version, m.to_version) for m in moves] == [
@@ -209,4 +204,8 @@ def test_gate_undo_promote_rollback_and_alias_history(recipe):
     ]
     assert moves[3].why == "operator override" and moves[3].who
     assert moves[0].metrics["eval.accuracy"] == pytest.approx(0.8)
-    assert "v2 misbehaves" in aliases.table(moves, "accuracy")
+    assert main(["history", name]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert (
+        "v2 misbehaves" in printed[-1] and "v2 -> v1" in printed[-1] and printed[0].startswith("when (UTC)")
+    )

@@ -42,3 +42,21 @@ def test_run_refuses_missing_data_before_starting_anything(tmp_path, capsys, mon
 def test_serve_without_a_bento_says_how_to_build_one(capsys):
     assert main(["serve", "classifier", "--bento", "llmpath-never-built"]) == 2
     assert "No Bento named 'llmpath-never-built' yet" in capsys.readouterr().err
+
+
+def test_validate_rejects_routing_of_an_unknown_stage(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "name: r\nregistered_model: m\ndata: {train: a.tsv, labels: [a, b]}\nmodel: {base: x}\n"
+        "routing: {pools: {finetuning: gpu-pool}}\n"
+    )
+    assert main(["validate", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "routing.pools names unknown stages ['finetuning']" in err and "'finetune'" in err
+
+
+def test_history_of_a_model_without_moves(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LLMPATH_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["history", "nothing-here"]) == 1
+    assert "no recorded champion moves for 'nothing-here'" in capsys.readouterr().out
