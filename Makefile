@@ -7,7 +7,7 @@ RECIPE  ?= recipes/classify-sst2-smoke.yaml
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e lint serve mlflow-ui bench clean
+.PHONY: install run test test-unit test-integration test-e2e lint serve mlflow-ui bench up down status clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,15 @@ mlflow-ui: $(STAMP)  ## MLflow UI on the embedded store: http://127.0.0.1:5000
 
 bench: $(STAMP)  ## inference benchmark of the sst2-classifier champion (run the quality recipe first)
 	$(BIN)/python bench/classify_inference.py
+
+up: $(STAMP)  ## local stack: Prefect server + UI (:4200), MLflow (:5000), work pools, deployments, workers
+	$(BIN)/llmpath up
+
+down: $(STAMP)  ## stop what `make up` started
+	$(BIN)/llmpath down
+
+status: $(STAMP)  ## each part of the local stack: PID, alive, URL, health
+	$(BIN)/llmpath status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -56,11 +56,21 @@ def _cache_option(args) -> None:
         os.environ["PREFECT_TASKS_REFRESH_CACHE"] = "true"  # compute every stage, refresh the cache
 
 
+def _use_stack() -> None:
+    """Runs started from the shell show in the stack's Prefect UI when `llmpath up` is running."""
+    from llmpath import remote
+
+    url = remote.use_stack()
+    if url:
+        print(f"Prefect API: {url} (the flow run shows in its UI)")
+
+
 def cmd_run(args) -> int:
     """Run the recipe's flow under Prefect."""
     recipe = _recipe(args)
     _check_sources(recipe)
     _cache_option(args)
+    _use_stack()
     from flows import FLOWS
 
     summary = FLOWS[recipe.kind](recipe)
@@ -77,6 +87,7 @@ def cmd_pipeline(args) -> int:
     for recipe in recipes:
         _check_sources(recipe)
     _cache_option(args)
+    _use_stack()
     from flows.pipeline import pipeline
 
     pipeline(recipes)
@@ -85,6 +96,7 @@ def cmd_pipeline(args) -> int:
 
 def cmd_promote(args) -> int:
     """Point MODEL@champion at VERSION (recorded in the alias history)."""
+    _use_stack()
     from flows.promote import promote
 
     promote(args.model, args.version, args.reason, force=args.force)
@@ -96,6 +108,7 @@ def cmd_promote(args) -> int:
 
 def cmd_rollback(args) -> int:
     """Move MODEL@champion back to the version before the last recorded move."""
+    _use_stack()
     from flows.promote import rollback
 
     rollback(args.model, args.reason)
@@ -119,10 +132,10 @@ def cmd_history(args) -> int:
 
 def cmd_trigger(args) -> int:
     """Run a recipe through its deployment on a running stack (see `llmpath up`) and wait for it."""
-    from llmpath import deploy
+    from llmpath import remote
 
     recipe = _recipe(args)
-    return deploy.trigger(recipe, wait=not args.no_wait)
+    return remote.trigger(recipe, wait=not args.no_wait)
 
 
 def cmd_serve(args) -> int:
@@ -199,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_serve)
+    from llmpath import stack
+
+    stack.add_commands(sub)
     return parser
 
 

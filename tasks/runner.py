@@ -80,13 +80,23 @@ def pool_problem(pool: str) -> str | None:
         if work_pool.is_paused:
             return f"work pool {pool!r} is paused"
         workers = client.read_workers_for_work_pool(pool)
-        if not any(w.status == WorkerStatus.ONLINE for w in workers):
+        if not any(w.status == WorkerStatus.ONLINE and _beating(w) for w in workers):
             return f"work pool {pool!r} has no online worker"
         try:
             client.read_deployment_by_name(f"{STAGE_FLOW}/{pool}")
         except ObjectNotFound:
             return f"no deployment {STAGE_FLOW}/{pool} (run `llmpath up` or `prefect deploy --all`)"
     return None
+
+
+def _beating(worker) -> bool:
+    """A stopped worker stays ONLINE in the API for three missed heartbeats: also ask for a recent one."""
+    from datetime import UTC, datetime
+
+    if worker.last_heartbeat_time is None:
+        return False
+    window = max(2 * (worker.heartbeat_interval_seconds or 30), 20)
+    return (datetime.now(UTC) - worker.last_heartbeat_time).total_seconds() <= window
 
 
 def _local_gpu() -> bool:

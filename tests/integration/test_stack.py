@@ -1,0 +1,190 @@
+"""`llmpath up` / `status` / `down` for real: Prefect server, MLflow server, pools, deployments and two workers.
+
+A tiny classify run is triggered through the Prefect API, runs on the cpu-pool process worker and must land in the
+stack's MLflow server. Every process is stopped in teardown, also when an assertion fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from llmpath import stack
+from tests.conftest import ROOT, tiny_recipe
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def llmpath(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "llmpath.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def log_tails(home: Path) -> str:
+    logs = sorted((home / ".llmpath" / "logs").glob("*.log"))
+    return "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for log in logs)
+
+
+@pytest.fixture
+def stack_env(tmp_path, tiny_bert):
+    """A private home, Prefect home, data folder and Bento store; the stack is always taken down afterwards."""
+    home, data = tmp_path / "home", tmp_path / "data"
+    data.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+    env.update(
+        LLMPATH_HOME=str(home),
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        LLMPATH_DATA_DIR=str(data),
+        BENTOML_HOME=str(tmp_path / "bentoml"),
+        LLMPATH_PREFECT_PORT=str(free_port()),
+        LLMPATH_MLFLOW_PORT=str(free_port()),
+    )
+    try:
+        yield env
+    finally:
+        down = llmpath(env, "down", timeout=120)
+        assert down.returncode == 0, down.stderr
+
+
+def test_up_trigger_route_fall_back_and_down(stack_env, tiny_bert, tmp_path):
+    """The whole local stack, and GPU routing both ways: with no gpu-pool worker the finetune stage falls back to
+    CPU and says so; once a ("fake", CPU-only) gpu-pool worker is live, finetune runs there as a sub-deployment."""
+    env, home = stack_env, Path(stack_env["LLMPATH_HOME"])
+    prefect_port, mlflow_port = int(env["LLMPATH_PREFECT_PORT"]), int(env["LLMPATH_MLFLOW_PORT"])
+    api, mlflow = f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{mlflow_port}"
+
+    up = llmpath(env, "up", "--no-gpu-worker", "--timeout", "150")
+    assert up.returncode == 0, f"{up.stdout}\n{up.stderr}\n{log_tails(home)}"
+    assert f"Prefect UI:  http://127.0.0.1:{prefect_port}" in up.stdout
+    assert f"MLflow UI:   {mlflow}" in up.stdout
+    assert httpx.get(f"{api}/health").json() is True
+    assert httpx.get(f"{mlflow}/health").text == "OK"
+    assert online_workers(api, "cpu-pool") == ["llmpath-cpu-pool"] and online_workers(api, "gpu-pool") == []
+    deployments = httpx.post(f"{api}/deployments/filter", json={}).json()
+    assert {"classify", "pipeline", "promote", "rollback", "gpu-pool", "cpu-pool"} <= {
+        d["name"] for d in deployments
+    }
+    assert {
+        d["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"]
+        for d in deployments
+    } == {str(ROOT)}
+
+    again = llmpath(env, "up", "--no-gpu-worker")
+    assert again.returncode == 0 and "already up" in again.stdout, again.stdout + again.stderr
+    status = llmpath(env, "status")
+    assert status.returncode == 0, status.stdout
+    assert status.stdout.count("healthy") == 2 and status.stdout.count("worker ONLINE") == 1
+
+    # 1. No gpu-pool worker: triggered from the CLI, the run completes on cpu-pool with finetune on CPU.
+    recipe = tmp_path / "stack-smoke.yaml"
+    raw = tiny_recipe(Path(env["LLMPATH_DATA_DIR"]), tiny_bert, name="stack-smoke", train={"max_steps": 10})
+    recipe.write_text(yaml.safe_dump(raw))
+    triggered = llmpath(env, "trigger", str(recipe), timeout=240)
+    assert triggered.returncode == 0 and "finished: Completed" in triggered.stdout, (
+        f"{triggered.stdout}\n{triggered.stderr}\n{log_tails(home)}"
+    )
+    first = newest_mlflow_run(mlflow, "stack-smoke")
+    assert first["status"] == "FINISHED"
+    fallback = first["tags"]["routing.finetune.fallback"]
+    assert fallback == "fell back to CPU in this flow: work pool 'gpu-pool' has no online worker"
+    assert first["tags"]["stage.finetune"].startswith("ran here (fell back to CPU")
+    assert any(
+        "fell back to CPU" in line for line in flow_run_logs(api, first["tags"]["prefect.flow_run_id"])
+    )
+    assert candidate_version(mlflow, "stack-smoke-classifier")["run_id"] == first["run_id"]
+
+    # 2. A live gpu-pool worker (this machine has no GPU: the worker stands in for a GPU machine).
+    up_gpu = llmpath(env, "up", "--gpu-worker", "--timeout", "150")
+    assert up_gpu.returncode == 0 and "worker-gpu-pool" in up_gpu.stdout, up_gpu.stdout + up_gpu.stderr
+    raw["train"]["seed"] = 7  # a different model, so finetune is not served from the cache
+    flow_run = run_deployment(api, "classify/classify", {"recipe": raw})
+    assert flow_run.state.is_completed(), f"{flow_run.state}\n{log_tails(home)}"
+    second = newest_mlflow_run(mlflow, "stack-smoke")
+    assert second["run_id"] != first["run_id"] and second["status"] == "FINISHED"
+    assert second["tags"]["stage.finetune"] == "ran on gpu-pool (gpu-pool has a live worker)"
+    assert "routing.finetune.fallback" not in second["tags"]
+    stage_runs = httpx.post(
+        f"{api}/flow_runs/filter", json={"work_pools": {"name": {"any_": ["gpu-pool"]}}}
+    ).json()
+    assert [(r["parameters"]["stage"], r["state"]["type"]) for r in stage_runs] == [("finetune", "COMPLETED")]
+    # The model trained on the gpu-pool worker is the one registered by the run on cpu-pool.
+    assert candidate_version(mlflow, "stack-smoke-classifier")["run_id"] == second["run_id"]
+
+    recorded = json.loads((home / ".llmpath" / "stack.json").read_text())["parts"]
+    assert {p["name"] for p in recorded} == {"prefect-server", "mlflow", "worker-cpu-pool", "worker-gpu-pool"}
+    down = llmpath(env, "down", timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert all(stack.proc_start_time(p["pid"]) is None for p in recorded), down.stdout
+    assert not listening(prefect_port) and not listening(mlflow_port)
+    assert not (home / ".llmpath" / "stack.json").exists()
+    assert "nothing up" in llmpath(env, "status").stdout
+
+
+def online_workers(api: str, pool: str) -> list[str]:
+    workers = httpx.post(f"{api}/work_pools/{pool}/workers/filter", json={}).json()
+    return [w["name"] for w in workers if w["status"] == "ONLINE"]
+
+
+def run_deployment(api: str, name: str, parameters: dict):
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        return run_deployment(name=name, parameters=parameters, timeout=240, poll_interval=2)
+
+
+def flow_run_logs(api: str, flow_run_id: str) -> list[str]:
+    logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}}).json()
+    return [entry["message"] for entry in logs]
+
+
+def newest_mlflow_run(mlflow: str, experiment: str) -> dict:
+    """Through MLflow's REST API, as any client would: the newest run of the experiment, tags as a dict."""
+    api = f"{mlflow}/api/2.0/mlflow"
+    found = httpx.get(f"{api}/experiments/get-by-name", params={"experiment_name": experiment})
+    assert found.status_code == 200, found.text
+    experiment_id = found.json()["experiment"]["experiment_id"]
+    runs = httpx.post(
+        f"{api}/runs/search",
+        json={"experiment_ids": [experiment_id], "order_by": ["attributes.start_time DESC"]},
+    ).json()["runs"]
+    run = runs[0]
+    return {
+        "run_id": run["info"]["run_id"],
+        "status": run["info"]["status"],
+        "tags": {t["key"]: t["value"] for t in run["data"].get("tags", [])},
+    }
+
+
+def candidate_version(mlflow: str, model: str) -> dict:
+    found = httpx.get(
+        f"{mlflow}/api/2.0/mlflow/registered-models/alias", params={"name": model, "alias": "candidate"}
+    )
+    assert found.status_code == 200, found.text
+    return found.json()["model_version"]
