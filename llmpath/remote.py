@@ -42,12 +42,17 @@ def trigger(recipe, wait: bool = True) -> int:
     """Create a flow run of the recipe's deployment (`<kind>/<kind>`) with the recipe as its parameter."""
     url = use_stack()
     if not url:
-        raise LookupError("no Prefect API to trigger on: start the stack with `llmpath up` (or set PREFECT_API_URL)")
+        raise LookupError(
+            "no Prefect API to trigger on: start the stack with `llmpath up` (or set PREFECT_API_URL)"
+        )
     from prefect.deployments import run_deployment
 
     name = f"{recipe.kind}/{recipe.kind}"
     flow_run = run_deployment(
-        name, parameters={"recipe": recipe.model_dump(mode="json")}, timeout=None if wait else 0, poll_interval=3
+        name,
+        parameters={"recipe": recipe.model_dump(mode="json")},
+        timeout=None if wait else 0,
+        poll_interval=3,
     )
     ui = url.removesuffix("/api")
     print(f"flow run {flow_run.name} of {name}: {ui}/runs/flow-run/{flow_run.id}")
