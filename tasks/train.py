@@ -102,7 +102,8 @@ def train(
     base = resolve_model(recipe.model.base, recipe.model.revision)
     rows = read_split(data, "train")
     model, tokenizer = load_for_classification(base.path, recipe.data.labels, seed=cfg.seed)
-    model = _peft_model(model, recipe)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # a GPU worker trains on its GPU
+    model = _peft_model(model, recipe).to(device)
     trainable, total = model.get_nb_trainable_parameters()
     steps = total_steps(len(rows), recipe)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -123,7 +124,12 @@ def train(
     with tracking.use_run(run_id):
         mlflow.set_tag(checkpoints.KEY_TAG, key)
         mlflow.log_params(
-            {"train.total_steps": steps, "train.trainable_params": trainable, "train.all_params": total}
+            {
+                "train.total_steps": steps,
+                "train.trainable_params": trainable,
+                "train.all_params": total,
+                "train.device": str(device),
+            }
         )
         if start:
             mlflow.log_metric("train.resumed_from_step", start)
@@ -142,8 +148,9 @@ def train(
                         max_length=recipe.model.max_length,
                         padding=True,
                         return_tensors="pt",
-                    )
-                    out = model(**enc, labels=torch.tensor([int(r["label"]) for r in batch]))
+                    ).to(device)
+                    labels = torch.tensor([int(r["label"]) for r in batch], device=device)
+                    out = model(**enc, labels=labels)
                     out.loss.backward()
                     torch.nn.utils.clip_grad_norm_(params, 1.0)
                     optimizer.step()
@@ -173,7 +180,7 @@ def train(
         seconds = time.perf_counter() - started
         out_dir = Path(tempfile.mkdtemp(prefix="llmpath-train-"))
         model.save_pretrained(out_dir / "adapter", safe_serialization=True)
-        merged = model.merge_and_unload()
+        merged = model.merge_and_unload().to("cpu")
         merged.save_pretrained(out_dir / "model", safe_serialization=True)
         tokenizer.save_pretrained(out_dir / "model")
         tokenizer.save_pretrained(out_dir / "adapter")
