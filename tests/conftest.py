@@ -35,6 +35,17 @@ def home(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real datasets folder (LLMPATH_DATA_DIR). CI sets LLMPATH_REQUIRE_DATA: there a missing folder fails."""
+    value = os.environ.get("LLMPATH_DATA_DIR")
+    if not value or not (Path(value) / "sst2" / "train.tsv").is_file():
+        if os.environ.get("LLMPATH_REQUIRE_DATA"):
+            pytest.fail(f"LLMPATH_DATA_DIR={value!r} has no sst2/train.tsv (LLMPATH_REQUIRE_DATA is set)")
+        pytest.skip("set LLMPATH_DATA_DIR to the datasets folder (with sst2/) to run the tests on real data")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
 def prefect_harness():
     """A real, temporary Prefect API for the tests that run flows."""
     from prefect.testing.utilities import prefect_test_harness

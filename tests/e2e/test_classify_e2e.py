@@ -19,16 +19,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def data_dir():
-    value = os.environ.get("LLMPATH_DATA_DIR")
-    if not value or not (Path(value) / "sst2" / "train.tsv").is_file():
-        if os.environ.get("LLMPATH_REQUIRE_DATA"):
-            pytest.fail(f"LLMPATH_DATA_DIR={value!r} has no sst2/train.tsv (LLMPATH_REQUIRE_DATA is set)")
-        pytest.skip("set LLMPATH_DATA_DIR to the datasets folder (with sst2/) to run the e2e tier")
-    return value
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -36,7 +26,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def pipeline(data_dir, prefect_harness, tmp_path_factory):
+def pipeline(shared_data, prefect_harness, tmp_path_factory):
     """Run the smoke recipe once; the tests below read what it left in MLflow and BentoML."""
     mp = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("home")

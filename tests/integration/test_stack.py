@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from llmpath import stack
 from tests.conftest import ROOT, tiny_recipe
@@ -52,15 +51,14 @@ def log_tails(home: Path) -> str:
 
 
 @pytest.fixture
-def stack_env(tmp_path, tiny_bert):
-    """A private home, Prefect home, data folder and Bento store; the stack is always taken down afterwards."""
-    home, data = tmp_path / "home", tmp_path / "data"
-    data.mkdir()
+def stack_env(tmp_path, shared_data):
+    """A private home, Prefect home and Bento store, the real datasets; the stack is always taken down afterwards."""
+    home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
     env.update(
         LLMPATH_HOME=str(home),
         PREFECT_HOME=str(tmp_path / "prefect"),
-        LLMPATH_DATA_DIR=str(data),
+        LLMPATH_DATA_DIR=str(shared_data),
         BENTOML_HOME=str(tmp_path / "bentoml"),
         LLMPATH_PREFECT_PORT=str(free_port()),
         LLMPATH_MLFLOW_PORT=str(free_port()),
@@ -73,8 +71,9 @@ def stack_env(tmp_path, tiny_bert):
 
 
 def test_up_trigger_route_fall_back_and_down(stack_env, tiny_bert, tmp_path):
-    """The whole local stack, and GPU routing both ways: with no gpu-pool worker the finetune stage falls back to
-    CPU and says so; once a ("fake", CPU-only) gpu-pool worker is live, finetune runs there as a sub-deployment."""
+    """The whole local stack, and GPU routing both ways: the smoke recipe triggered with no gpu-pool worker has its
+    finetune stage fall back to CPU and say so; once a ("fake", CPU-only) gpu-pool worker is live, finetune runs
+    there as a sub-deployment."""
     env, home = stack_env, Path(stack_env["LLMPATH_HOME"])
     prefect_port, mlflow_port = int(env["LLMPATH_PREFECT_PORT"]), int(env["LLMPATH_MLFLOW_PORT"])
     api, mlflow = f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{mlflow_port}"
@@ -101,15 +100,12 @@ def test_up_trigger_route_fall_back_and_down(stack_env, tiny_bert, tmp_path):
     assert status.returncode == 0, status.stdout
     assert status.stdout.count("healthy") == 2 and status.stdout.count("worker ONLINE") == 1
 
-    # 1. No gpu-pool worker: triggered from the CLI, the run completes on cpu-pool with finetune on CPU.
-    recipe = tmp_path / "stack-smoke.yaml"
-    raw = tiny_recipe(Path(env["LLMPATH_DATA_DIR"]), tiny_bert, name="stack-smoke", train={"max_steps": 10})
-    recipe.write_text(yaml.safe_dump(raw))
-    triggered = llmpath(env, "trigger", str(recipe), timeout=240)
+    # 1. No gpu-pool worker: the smoke recipe, triggered from the CLI, completes on cpu-pool with finetune on CPU.
+    triggered = llmpath(env, "trigger", "recipes/classify-sst2-smoke.yaml", timeout=400)
     assert triggered.returncode == 0 and "finished: Completed" in triggered.stdout, (
         f"{triggered.stdout}\n{triggered.stderr}\n{log_tails(home)}"
     )
-    first = newest_mlflow_run(mlflow, "stack-smoke")
+    first = newest_mlflow_run(mlflow, "classify-sst2-smoke")
     assert first["status"] == "FINISHED"
     fallback = first["tags"]["routing.finetune.fallback"]
     assert fallback == "fell back to CPU in this flow: work pool 'gpu-pool' has no online worker"
@@ -117,16 +113,19 @@ def test_up_trigger_route_fall_back_and_down(stack_env, tiny_bert, tmp_path):
     assert any(
         "fell back to CPU" in line for line in flow_run_logs(api, first["tags"]["prefect.flow_run_id"])
     )
-    assert candidate_version(mlflow, "stack-smoke-classifier")["run_id"] == first["run_id"]
+    assert candidate_version(mlflow, "sst2-classifier-smoke")["run_id"] == first["run_id"]
 
     # 2. A live gpu-pool worker (this machine has no GPU: the worker stands in for a GPU machine).
     up_gpu = llmpath(env, "up", "--gpu-worker", "--timeout", "150")
     assert up_gpu.returncode == 0 and "worker-gpu-pool" in up_gpu.stdout, up_gpu.stdout + up_gpu.stderr
-    raw["train"]["seed"] = 7  # a different model, so finetune is not served from the cache
+    toy = tmp_path / "toy"
+    toy.mkdir()
+    raw = tiny_recipe(toy, tiny_bert, name="stack-tiny", train={"max_steps": 10})
+    raw["data"] |= {"train": str(toy / "train.tsv"), "validation": str(toy / "dev.tsv")}  # absolute paths
     flow_run = run_deployment(api, "classify/classify", {"recipe": raw})
     assert flow_run.state.is_completed(), f"{flow_run.state}\n{log_tails(home)}"
-    second = newest_mlflow_run(mlflow, "stack-smoke")
-    assert second["run_id"] != first["run_id"] and second["status"] == "FINISHED"
+    second = newest_mlflow_run(mlflow, "stack-tiny")
+    assert second["status"] == "FINISHED"
     assert second["tags"]["stage.finetune"] == "ran on gpu-pool (gpu-pool has a live worker)"
     assert "routing.finetune.fallback" not in second["tags"]
     stage_runs = httpx.post(
@@ -134,7 +133,7 @@ def test_up_trigger_route_fall_back_and_down(stack_env, tiny_bert, tmp_path):
     ).json()
     assert [(r["parameters"]["stage"], r["state"]["type"]) for r in stage_runs] == [("finetune", "COMPLETED")]
     # The model trained on the gpu-pool worker is the one registered by the run on cpu-pool.
-    assert candidate_version(mlflow, "stack-smoke-classifier")["run_id"] == second["run_id"]
+    assert candidate_version(mlflow, "stack-tiny-classifier")["run_id"] == second["run_id"]
 
     recorded = json.loads((home / ".llmpath" / "stack.json").read_text())["parts"]
     assert {p["name"] for p in recorded} == {"prefect-server", "mlflow", "worker-cpu-pool", "worker-gpu-pool"}
