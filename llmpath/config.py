@@ -68,7 +68,7 @@ class TrainConfig(Section):
     group_by_length: bool = Field(True, description="Batch texts of similar length together (less padding).")
     log_every: int = Field(10, gt=0, description="Steps between writes of the per-step loss to MLflow.")
     checkpoint_every: int = Field(
-        50, gt=0, description="Steps between checkpoints; a killed run resumes from the last one."
+        200, gt=0, description="Steps between checkpoints; a killed run resumes from the last one."
     )
     threads: int | None = Field(None, gt=0, description="torch threads; default: all cores.")
     seed: int = 42

@@ -10,8 +10,8 @@ import httpx
 from llmpath import settings
 
 
-def stack_api_url() -> str | None:
-    """The Prefect API of the stack `llmpath up` started in this project home, if it answers."""
+def running_stack():
+    """The configuration of the stack `llmpath up` started in this project home, if its Prefect API answers."""
     from llmpath import stack
 
     state = stack.load_state(stack.state_file())
@@ -20,22 +20,22 @@ def stack_api_url() -> str | None:
     config = stack.StackConfig(
         settings.project_home(), state.host, state.prefect_port, state.mlflow_port, Path(state.prefect_home)
     )
-    url = config.prefect_api
     try:
-        return url if httpx.get(f"{url}/health", timeout=2).status_code == 200 else None
+        return config if httpx.get(f"{config.prefect_api}/health", timeout=2).status_code == 200 else None
     except httpx.HTTPError:
         return None
 
 
 def use_stack() -> str | None:
-    """Point this process at the running stack's Prefect API (so runs show in its UI), unless PREFECT_API_URL
-    is set already. Call before Prefect is imported. Returns the API URL in use, if any."""
-    if os.environ.get("PREFECT_API_URL"):
-        return os.environ["PREFECT_API_URL"]
-    url = stack_api_url()
-    if url:
-        os.environ["PREFECT_API_URL"] = url
-    return url
+    """Point this process at the running stack, as its workers are: its Prefect API (runs show in its UI), its
+    MLflow server and its result store (so cached stages are shared). Variables the user set win. Call before
+    Prefect is imported. Returns the Prefect API URL in use, if any."""
+    config = running_stack()
+    if config is not None:
+        os.environ.setdefault("PREFECT_API_URL", config.prefect_api)
+        os.environ.setdefault("MLFLOW_TRACKING_URI", config.mlflow_url)
+        os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(config.prefect_home / "storage"))
+    return os.environ.get("PREFECT_API_URL")
 
 
 def trigger(recipe, wait: bool = True) -> int:

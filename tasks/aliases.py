@@ -74,7 +74,7 @@ def record(
         "llmpath.action": action,
         "llmpath.from_version": from_version or "none",
         "llmpath.to_version": to_version or "none",
-        "llmpath.who": who(),
+        "llmpath.who": move.who,
         "llmpath.why": why[:4000],
         "llmpath.order": str(move.order),
     }

@@ -126,7 +126,7 @@ def promote_candidate(
     }
     if decision.promote:
         _set_alias(name, CHAMPION, registration.version)
-        move = aliases.record(
+        aliases.record(
             name,
             CHAMPION,
             "gate",
@@ -135,7 +135,6 @@ def promote_candidate(
             decision.reason,
             version_metrics(name, registration.version),
         )
-        record["when"] = move.when
     outcome = "promoted" if decision.promote else "kept"
     for key, value in {
         "promotion.decision": outcome,

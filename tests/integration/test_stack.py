@@ -114,6 +114,13 @@ def test_up_trigger_route_fall_back_and_down(stack_env, tiny_bert, tmp_path):
         "fell back to CPU" in line for line in flow_run_logs(api, first["tags"]["prefect.flow_run_id"])
     )
     assert candidate_version(mlflow, "sst2-classifier-smoke")["run_id"] == first["run_id"]
+    # CLI flows started from a shell report to the running stack's Prefect server.
+    promote = llmpath(env, "promote", "sst2-classifier-smoke", "1", "--reason", "check")
+    assert promote.returncode == 0, promote.stdout + promote.stderr
+    assert f"Prefect API: {api} (the flow run shows in its UI)" in promote.stdout
+    assert "v1 is already the champion: nothing to do" in promote.stdout
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["promote"]}}}).json()
+    assert [r["state"]["type"] for r in runs] == ["COMPLETED"]
 
     # 2. A live gpu-pool worker (this machine has no GPU: the worker stands in for a GPU machine).
     up_gpu = llmpath(env, "up", "--gpu-worker", "--timeout", "150")
