@@ -7,7 +7,7 @@ RECIPE  ?= recipes/classify-sst2-smoke.yaml
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e lint serve mlflow-ui bench up down status clean
+.PHONY: install run test test-unit test-integration test-e2e lint serve mlflow-ui bench bench-orchestration up down status clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ mlflow-ui: $(STAMP)  ## MLflow UI on the embedded store: http://127.0.0.1:5000
 
 bench: $(STAMP)  ## inference benchmark of the sst2-classifier champion (run the quality recipe first)
 	$(BIN)/python bench/classify_inference.py
+
+bench-orchestration: $(STAMP)  ## Prefect overhead and cached re-run of the smoke pipeline (about 5 min)
+	$(BIN)/python bench/orchestration.py --rounds 3
 
 up: $(STAMP)  ## local stack: Prefect server + UI (:4200), MLflow (:5000), work pools, deployments, workers
 	$(BIN)/llmpath up

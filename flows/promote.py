@@ -8,12 +8,12 @@ from tasks.registry import move_champion, roll_back_champion
 
 
 @flow(name="promote", log_prints=True)
-def promote(model: str, version: str, reason: str, force: bool = False) -> str:
-    """Point `model@champion` at `version` (it must have a deployable ONNX form unless `force`)."""
+def promote(model: str, version: str, reason: str, force: bool = False) -> bool:
+    """Point `model@champion` at `version` (it must have a deployable ONNX form unless `force`). Returns whether
+    the alias moved (False when `version` already was the champion)."""
     if not reason.strip():
         raise ValueError("say why: the reason is part of the alias history")
-    move = move_champion(model, str(version), reason, force=force)
-    return move.to_version if move else str(version)
+    return move_champion(model, str(version), reason, force=force) is not None
 
 
 @flow(name="rollback", log_prints=True)

@@ -99,10 +99,10 @@ def cmd_promote(args) -> int:
     _use_stack()
     from flows.promote import promote
 
-    promote(args.model, args.version, args.reason, force=args.force)
-    print(
-        f"Next: rebuild the Bento for the new champion (llmpath run RECIPE); history: llmpath history {args.model}"
-    )
+    if promote(args.model, args.version, args.reason, force=args.force):
+        print(
+            f"Next: rebuild the Bento for the new champion (llmpath run RECIPE); history: llmpath history {args.model}"
+        )
     return 0
 
 

@@ -118,7 +118,8 @@ def test_up_trigger_route_fall_back_and_down(stack_env, tiny_bert, tmp_path):
     promote = llmpath(env, "promote", "sst2-classifier-smoke", "1", "--reason", "check")
     assert promote.returncode == 0, promote.stdout + promote.stderr
     assert f"Prefect API: {api} (the flow run shows in its UI)" in promote.stdout
-    assert "v1 is already the champion: nothing to do" in promote.stdout
+    assert "v1 is already the champion: nothing to do" in promote.stderr  # the flow's log
+    assert "Next:" not in promote.stdout  # nothing moved, nothing to rebuild
     runs = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["promote"]}}}).json()
     assert [r["state"]["type"] for r in runs] == ["COMPLETED"]
 
