@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict
+
+_RUN_URI = re.compile(r"^runs:/([0-9a-f]+)/")
 
 
 class StageResult(BaseModel):
@@ -14,6 +18,16 @@ class StageResult(BaseModel):
     def metrics_to_copy(self) -> dict[str, float]:
         """Metrics a later run logs again when it reuses this result from the cache (so runs compare in MLflow)."""
         return {}
+
+    def source_runs(self) -> set[str]:
+        """The MLflow runs holding what this result refers to (its `run_id` and every `runs:/` URI)."""
+        runs = set()
+        for name, value in self:
+            if name == "run_id" and isinstance(value, str):
+                runs.add(value)
+            elif isinstance(value, str) and (match := _RUN_URI.match(value)):
+                runs.add(match.group(1))
+        return runs
 
 
 class PreparedData(StageResult):

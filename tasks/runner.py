@@ -135,6 +135,10 @@ class StageRunner:
             state = stage(**params, return_state=True)
             result = state.result()  # raises the stage's own error when it failed
             how = "cached" if state.name == "Cached" else "ran"
+            if how == "cached" and not _source_exists(result):
+                print(f"{stage.name}: the cached result refers to a deleted MLflow run: computing it again")
+                result = stage.with_options(refresh_cache=True)(**params)
+                how = "ran"
         else:
             result = self._remote(stage.name, route.where, params)
             how = "remote"
@@ -195,9 +199,24 @@ class StageRunner:
         return {f"stage {r.stage}": f"{r.how} ({r.where}, {r.seconds:.1f}s)" for r in self.records}
 
 
+def _source_exists(result: Any) -> bool:
+    """A cached result is only as good as the MLflow run holding its artifacts (a user may have deleted it)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    for run_id in getattr(result, "source_runs", set)():
+        try:
+            if client.get_run(run_id).info.lifecycle_stage != "active":
+                return False
+        except MlflowException:
+            return False
+    return True
+
+
 def _source(result: Any) -> str:
-    run_id = getattr(result, "run_id", None)
-    return f"MLflow run {run_id}" if run_id else "no artifacts"
+    runs = sorted(getattr(result, "source_runs", set)())
+    return f"MLflow run {', '.join(runs)}" if runs else "no artifacts"
 
 
 def validate_routing(recipe: Recipe) -> None:

@@ -60,6 +60,17 @@ def test_unchanged_rerun_is_cached_and_eval_change_reruns_downstream(
     )
 
     raw["eval"] = {"batch_size": 7}
-    _, states = run(raw)
+    third, states = run(raw)
     assert {s for s, name in states.items() if name == "Cached"} == {"prepare_data", "finetune", "export"}
     assert {states[s] for s in ("evaluate_base", "evaluate_candidate", "parity")} == {"Completed"}
+
+    # A cache entry whose MLflow run was deleted is not trusted: the stages that depend on it compute again.
+    client.delete_run(first["mlflow run"])  # held the data, the model and the ONNX forms
+    fourth, _ = run(raw)
+    tags = client.get_run(fourth["mlflow run"]).data.tags
+    assert {tags[f"stage.{s}"].split(" ")[0] for s in ("prepare_data", "finetune", "export")} == {"ran"}
+    assert (
+        tags["stage.evaluate_base"].startswith("cached")
+        and third["mlflow run"] in tags["stage.evaluate_base"]
+    )
+    assert fourth["candidate"] == "2"  # a newly trained model is a new version
