@@ -125,3 +125,28 @@ def tiny_recipe(data_dir: Path, model: Path, name: str = "tiny", **sections) -> 
     for section, values in sections.items():
         raw[section] = raw.get(section, {}) | values if isinstance(values, dict) else values
     return raw
+
+
+def task_states(flow_run_id, expected: set[str], timeout: float = 30.0) -> dict[str, str]:
+    """Task name -> state name of one flow run, as the Prefect API records them. Task states reach the API
+    asynchronously (through events), so wait until every expected task has a final state."""
+    import asyncio
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    async def read() -> dict[str, str]:
+        async with get_client() as api:
+            runs = await api.read_task_runs()
+        return {
+            r.name.rsplit("-", 1)[0]: r.state.name
+            for r in runs
+            if r.flow_run_id == flow_run_id and r.state is not None and r.state.is_final()
+        }
+
+    deadline = time.monotonic() + timeout
+    while True:
+        states = asyncio.run(read())
+        if set(states) >= expected or time.monotonic() > deadline:
+            return states
+        time.sleep(0.5)

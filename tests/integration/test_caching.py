@@ -3,34 +3,21 @@ setting re-runs evaluation and what depends on it, nothing upstream."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from flows.classify import classify
 from llmpath.config import parse_recipe
-from tests.conftest import tiny_recipe
+from tests.conftest import task_states, tiny_recipe
 
 pytestmark = pytest.mark.integration
 CACHED = {"prepare_data", "finetune", "evaluate_base", "evaluate_candidate", "export", "parity"}
 LIVE = {"register", "promote", "mark_deployable", "package"}  # read the live registry: never cached
 
 
-def task_states(flow_run_id) -> dict[str, str]:
-    from prefect.client.orchestration import get_client
-
-    async def read():
-        async with get_client() as api:
-            runs = await api.read_task_runs()
-            return {r.name.rsplit("-", 1)[0]: r.state.name for r in runs if r.flow_run_id == flow_run_id}
-
-    return asyncio.run(read())
-
-
 def run(raw: dict) -> tuple[dict, dict[str, str]]:
     state = classify(parse_recipe(raw), return_state=True)
     assert state.is_completed(), state
-    return state.result(), task_states(state.state_details.flow_run_id)
+    return state.result(), task_states(state.state_details.flow_run_id, CACHED | LIVE)
 
 
 def test_unchanged_rerun_is_cached_and_eval_change_reruns_downstream(

@@ -7,6 +7,7 @@ import pytest
 from flows.classify import classify
 from llmpath.config import parse_recipe
 from llmpath.data import DataError
+from tests.conftest import task_states
 
 pytestmark = pytest.mark.integration
 
@@ -15,7 +16,6 @@ def test_bad_data_fails_the_flow_and_registers_nothing(
     prefect_harness, home, tmp_path, monkeypatch, tiny_bert
 ):
     import mlflow
-    from prefect.client.orchestration import get_client
 
     (tmp_path / "train.tsv").write_text("sentence\tlabel\ngood film\t1\n\t0\nbad film\tmaybe\nfine\t0\n")
     monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
@@ -40,15 +40,4 @@ def test_bad_data_fails_the_flow_and_registers_nothing(
     assert client.search_registered_models(f"name='{recipe.registered_model}'") == []
 
     # The Prefect run records the failed stage by name.
-    import asyncio
-
-    async def task_states():
-        async with get_client() as api:
-            runs = await api.read_task_runs()
-            return {
-                r.name.rsplit("-", 1)[0]: r.state.type.value
-                for r in runs
-                if r.flow_run_id == state.state_details.flow_run_id
-            }
-
-    assert asyncio.run(task_states()) == {"prepare_data": "FAILED"}
+    assert task_states(state.state_details.flow_run_id, {"prepare_data"}) == {"prepare_data": "Failed"}
