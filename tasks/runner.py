@@ -112,9 +112,12 @@ class StageRecord:
     where: str
     reason: str
     seconds: float
+    fallback: bool = False
 
 
 class StageRunner:
+    """`runner(stage, *args)` runs one stage of this pipeline run (see the module docstring)."""
+
     def __init__(self, recipe: Recipe, run_id: str, plain: bool = False):
         self.recipe, self.run_id, self.plain = recipe, run_id, plain
         self.records: list[StageRecord] = []
@@ -142,9 +145,8 @@ class StageRunner:
         else:
             result = self._remote(stage.name, route.where, params)
             how = "remote"
-        self._note(
-            StageRecord(stage.name, how, route.where, route.reason, time.perf_counter() - started), result
-        )
+        seconds = time.perf_counter() - started
+        self._note(StageRecord(stage.name, how, route.where, route.reason, seconds, route.fallback), result)
         return result
 
     def route(self, stage: Task) -> Route:
@@ -189,7 +191,7 @@ class StageRunner:
             return
         client = mlflow.MlflowClient()
         client.set_tag(self.run_id, f"stage.{record.stage}", text[:5000])
-        if "fell back" in record.reason:
+        if record.fallback:
             client.set_tag(self.run_id, f"routing.{record.stage}.fallback", record.reason)
         if record.how == "cached" and hasattr(result, "metrics_to_copy"):
             for key, value in result.metrics_to_copy().items():
