@@ -96,3 +96,28 @@ def test_train_key_ignores_logging_cadence_but_not_learning_rate():
     key = train_key(parse_recipe(raw), data)
     assert key == train_key(parse_recipe(raw | {"train": {"log_every": 3, "checkpoint_every": 7}}), data)
     assert key != train_key(parse_recipe(raw | {"train": {"learning_rate": 0.1}}), data)
+
+
+def test_remote_stage_inputs_are_validated_against_the_stage_signature():
+    from flows.stage import typed_inputs
+    from tasks.results import PreparedData
+
+    data = {
+        "run_id": "r",
+        "uri": "runs:/r/data",
+        "fingerprint": "f",
+        "rows": {"train": 3},
+        "base_revision": "b",
+    }
+    typed = typed_inputs("finetune", {"data": data, "run_id": "abc"})
+    assert (
+        isinstance(typed["data"], PreparedData)
+        and typed["data"].rows == {"train": 3}
+        and typed["run_id"] == "abc"
+    )
+    with pytest.raises(ValueError, match="takes no inputs named \\['path'\\]"):
+        typed_inputs("finetune", {"path": "/tmp/x"})
+    with pytest.raises(ValueError, match="unknown stage 'train'"):
+        typed_inputs("train", {})
+    with pytest.raises(ValueError):  # pydantic: a field missing from the hand-over
+        typed_inputs("finetune", {"data": {"run_id": "r"}})
