@@ -1,0 +1,217 @@
+"""Instruction and chat data: rows in Alpaca, `messages` or ShareGPT `conversations` form become validated
+conversations, rendered with the model's own chat template, with labels on assistant tokens only.
+
+This is the data half of the chat recipe: the recipe section, the flow and its stages build on it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from llmpath.data import RowIssue
+
+Format = Literal["auto", "alpaca", "messages", "sharegpt"]
+ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+}
+IGNORE = -100  # label of a token the loss does not count
+
+
+@dataclass(frozen=True)
+class ChatColumns:
+    """Which columns hold what. `format="auto"` picks by the columns a row has."""
+
+    format: Format = "auto"
+    instruction: str = "instruction"
+    input: str = "input"
+    output: str = "output"
+    system: str = "system"
+    messages: str = "messages"
+    conversations: str = "conversations"
+
+
+def detect_format(row: dict[str, Any], cols: ChatColumns) -> str | None:
+    if cols.format != "auto":
+        return cols.format
+    if cols.messages in row:
+        return "messages"
+    if cols.conversations in row:
+        return "sharegpt"
+    if cols.instruction in row or cols.output in row:
+        return "alpaca"
+    return None
+
+
+def _text(row: dict[str, Any], column: str, required: bool) -> tuple[str | None, str | None]:
+    """(value, problem) of a text column: missing, wrong type and (when required) empty are problems."""
+    if column not in row or row[column] is None:
+        return None, "missing" if required else None
+    value = row[column]
+    if not isinstance(value, str):
+        return None, f"wrong type: expected text, got {type(value).__name__}"
+    if required and not value.strip():
+        return None, "empty text"
+    return value, None
+
+
+def _alpaca(row: dict[str, Any], cols: ChatColumns) -> tuple[list[dict[str, str]], list[tuple[str, str]]]:
+    problems = []
+    instruction, p = _text(row, cols.instruction, True)
+    if p:
+        problems.append((cols.instruction, p))
+    extra, p = _text(row, cols.input, False)
+    if p:
+        problems.append((cols.input, p))
+    output, p = _text(row, cols.output, True)
+    if p:
+        problems.append((cols.output, p))
+    system, p = _text(row, cols.system, False)
+    if p:
+        problems.append((cols.system, p))
+    if problems:
+        return [], problems
+    user = instruction.strip() + (f"\n\n{extra.strip()}" if extra and extra.strip() else "")
+    messages = [{"role": "system", "content": system}] if system and system.strip() else []
+    return messages + [{"role": "user", "content": user}, {"role": "assistant", "content": output}], []
+
+
+def _turns(row: dict[str, Any], column: str, role_key: str, text_key: str, role_map: dict[str, str]):
+    turns = row.get(column)
+    if turns is None:
+        return [], [(column, "missing")]
+    if not isinstance(turns, list) or not turns:
+        return [], [(column, "wrong type: expected a non-empty list of turns")]
+    messages, problems = [], []
+    for i, turn in enumerate(turns):
+        where = f"{column}[{i}]"
+        if not isinstance(turn, dict):
+            problems.append((where, f"wrong type: expected an object, got {type(turn).__name__}"))
+            continue
+        role = turn.get(role_key)
+        if role not in role_map:
+            problems.append((f"{where}.{role_key}", f"bad role {role!r}: expected one of {sorted(role_map)}"))
+            continue
+        content, p = _text(turn, text_key, True)
+        if p:
+            problems.append((f"{where}.{text_key}", p))
+            continue
+        messages.append({"role": role_map[role], "content": content})
+    return messages, problems
+
+
+def _order_problems(messages: list[dict[str, str]], column: str) -> list[tuple[str, str]]:
+    """System only first; user and assistant alternate, starting with user; at least one assistant turn."""
+    roles = [m["role"] for m in messages]
+    body = roles[1:] if roles and roles[0] == "system" else roles
+    if "system" in body:
+        return [(column, "bad role order: a system turn may only come first")]
+    if not body or body[0] != "user":
+        return [(column, "bad role order: the conversation must start with a user turn")]
+    if any(a == b for a, b in zip(body, body[1:], strict=False)):
+        return [(column, "bad role order: user and assistant turns must alternate")]
+    if "assistant" not in body:
+        return [(column, "no assistant turn to learn from")]
+    return []
+
+
+def to_messages(row: dict[str, Any], cols: ChatColumns) -> tuple[list[dict[str, str]], list[tuple[str, str]]]:
+    """One row as chat messages, or the (field, problem) pairs that make it unusable."""
+    fmt = detect_format(row, cols)
+    if fmt == "alpaca":
+        return _alpaca(row, cols)
+    if fmt == "messages":
+        messages, problems = _turns(row, cols.messages, "role", "content", {r: r for r in ROLES})
+        column = cols.messages
+    elif fmt == "sharegpt":
+        messages, problems = _turns(row, cols.conversations, "from", "value", SHAREGPT_ROLES)
+        column = cols.conversations
+    else:
+        wanted = f"{cols.instruction}/{cols.output}, {cols.messages} or {cols.conversations}"
+        return [], [("(row)", f"missing: none of the columns {wanted}")]
+    if problems:
+        return [], problems
+    return messages, _order_problems(messages, column)
+
+
+@dataclass
+class ChatReport:
+    """What validation kept and why it dropped the rest (problems named by file, row and field)."""
+
+    file: str
+    rows: int = 0
+    kept: list[list[dict[str, str]]] = field(default_factory=list)
+    issues: list[RowIssue] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def validate_conversations(rows: list[dict[str, Any]], cols: ChatColumns, file: str) -> ChatReport:
+    report = ChatReport(file=file, rows=len(rows))
+    seen: set[str] = set()
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            report.issues.append(RowIssue(file, number, "(row)", "wrong type: expected an object"))
+            continue
+        messages, problems = to_messages(row, cols)
+        if problems:
+            report.issues += [RowIssue(file, number, where, problem) for where, problem in problems]
+            continue
+        key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
+        if key in seen:
+            report.duplicates += 1
+            report.issues.append(RowIssue(file, number, "(row)", "duplicate of an earlier conversation"))
+            continue
+        seen.add(key)
+        report.kept.append(messages)
+    return report
+
+
+@dataclass(frozen=True)
+class Rendered:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE except on assistant tokens (content and end-of-turn)
+    truncated: bool
+
+
+class TemplateError(ValueError):
+    """The tokenizer's chat template cannot be split into turns (rendering a prefix changes earlier tokens)."""
+
+
+def _ids(tokenizer, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt)
+    return list(out["input_ids"] if isinstance(out, dict) else out)
+
+
+def render(
+    tokenizer,
+    messages: list[dict[str, str]],
+    max_length: int,
+    overflow: Literal["truncate", "drop"] = "truncate",
+) -> Rendered | None:
+    """Token ids of the whole conversation in the model's chat template, with labels on the tokens of each
+    assistant turn only (its content and the end-of-turn token, so the model learns to stop). Over-long
+    conversations are cut at `max_length` or dropped (None); one with no assistant token left is dropped too."""
+    ids = _ids(tokenizer, messages, generation_prompt=False)
+    labels = [IGNORE] * len(ids)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = _ids(tokenizer, messages[:i], generation_prompt=True)  # ... up to "<assistant header>"
+        turn = _ids(tokenizer, messages[: i + 1], generation_prompt=False)  # ... through this answer's end
+        if turn[: len(prompt)] != prompt or ids[: len(turn)] != turn:
+            raise TemplateError("the chat template renders a turn differently once later turns follow it")
+        labels[len(prompt) : len(turn)] = ids[len(prompt) : len(turn)]
+    truncated = len(ids) > max_length
+    if truncated:
+        if overflow == "drop":
+            return None
+        ids, labels = ids[:max_length], labels[:max_length]
+    if all(label == IGNORE for label in labels):
+        return None
+    return Rendered(ids, labels, truncated)
