@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
+
+# ROUGE tokens: each CJK character on its own (Chinese has no spaces), otherwise runs of letters and digits.
+_ROUGE_TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE)
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_labels: int) -> list[list[int]]:
@@ -86,3 +91,48 @@ def plot_loss(steps: Sequence[int], losses: Sequence[float], title: str):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """Lower-cased word tokens, with every CJK character as a token of its own."""
+    return _ROUGE_TOKEN.findall(text.lower())
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence (two-row dynamic programme)."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b, start=1):
+            current.append(previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1]))
+        previous = current
+    return previous[-1]
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """ROUGE-L F1 of one answer against one reference, computed here (no metric code fetched at run time)."""
+    pred, ref = rouge_tokens(prediction), rouge_tokens(reference)
+    if not pred or not ref:
+        return float(pred == ref)
+    common = lcs_length(pred, ref)
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def perplexity(mean_loss: float) -> float:
+    """exp of the mean token loss (capped so a diverged model reports a large number, not an overflow)."""
+    return math.exp(min(mean_loss, 50.0))
+
+
+def token_agreement(reference: Sequence[Sequence[int]], candidate: Sequence[Sequence[int]]) -> float:
+    """Share of positions where two greedy generations pick the same token, over the reference's length
+    (a candidate that stops early or runs on counts the missing or extra positions as disagreements)."""
+    agree = total = 0
+    for ref, cand in zip(reference, candidate, strict=True):
+        total += max(len(ref), len(cand))
+        agree += sum(1 for x, y in zip(ref, cand, strict=False) if x == y)
+    return agree / total if total else 1.0
