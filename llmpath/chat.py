@@ -215,3 +215,24 @@ def render(
     if all(label == IGNORE for label in labels):
         return None
     return Rendered(ids, labels, truncated)
+
+
+def pad_batch(items: list[Rendered], pad_id: int):
+    """Right-padded tensors for a causal LM: input_ids, attention_mask, and labels with padding ignored."""
+    import torch
+
+    width = max(len(item.input_ids) for item in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for row, item in enumerate(items):
+        n = len(item.input_ids)
+        ids[row, :n] = torch.tensor(item.input_ids)
+        labels[row, :n] = torch.tensor(item.labels)
+        mask[row, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """The conversation so far, ending with the assistant header: what generation continues from."""
+    return _ids(tokenizer, messages, generation_prompt=True)
