@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from bentos.chat.runtime import OnnxCausalLM
 from llmpath.chat import IGNORE, pad_batch, prompt_ids, render
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -105,6 +106,8 @@ def test_masked_loss_lora_merge_and_onnx_greedy_parity(tokenizer, tiny_llama, tm
 
     ort = ORTModelForCausalLM.from_pretrained(tmp_path / "merged", export=True, use_cache=True)
     assert ort.use_cache
+    ort.save_pretrained(tmp_path / "onnx")
+    runtime = OnnxCausalLM(tmp_path / "onnx")  # what the chat Bento runs: onnxruntime alone
     for conversation in conversations():
         ids = torch.tensor([prompt_ids(tokenizer, conversation[:1])])
         kwargs = dict(attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False)
@@ -112,3 +115,6 @@ def test_masked_loss_lora_merge_and_onnx_greedy_parity(tokenizer, tiny_llama, tm
         torch_tokens = merged.generate(ids, **kwargs)[0, ids.shape[1] :].tolist()
         onnx_tokens = ort.generate(ids, **kwargs)[0, ids.shape[1] :].tolist()
         assert onnx_tokens == torch_tokens
+        streamed = list(runtime.stream(ids[0].tolist(), 12, stop_ids=[tokenizer.eos_token_id]))
+        assert streamed == [t for t in torch_tokens if t != tokenizer.eos_token_id][: len(streamed)]
+        assert len(streamed) == len(torch_tokens) - (torch_tokens[-1] == tokenizer.eos_token_id)
