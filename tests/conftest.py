@@ -150,3 +150,41 @@ def task_states(flow_run_id, expected: set[str], timeout: float = 30.0) -> dict[
         if set(states) >= expected or time.monotonic() > deadline:
             return states
         time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2's tokenizer and chat template (the packaged GGUF, converted once per cache dir)."""
+    from transformers import AutoTokenizer
+
+    from llmpath.sources import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model("packaged:smollm2-135m-instruct").path)
+
+
+@pytest.fixture
+def tiny_llama(smollm2_tokenizer):
+    """A 2-layer, 32-dim Llama built from a config (random init) over SmolLM2's vocabulary."""
+    return make_tiny_llama(smollm2_tokenizer)
+
+
+def make_tiny_llama(tokenizer):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        initializer_range=0.2,  # embeddings big enough that a 32-dim model can put weight on one token
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    return LlamaForCausalLM(config)

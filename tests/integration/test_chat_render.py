@@ -9,13 +9,9 @@ from llmpath.chat import IGNORE, render
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from llmpath.sources import resolve_model
-
-    return AutoTokenizer.from_pretrained(resolve_model("packaged:smollm2-135m-instruct").path)
+@pytest.fixture
+def tokenizer(smollm2_tokenizer):
+    return smollm2_tokenizer
 
 
 def labelled_spans(tokenizer, rendered) -> list[str]:

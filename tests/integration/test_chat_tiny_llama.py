@@ -12,38 +12,6 @@ from llmpath.chat import IGNORE, pad_batch, prompt_ids, render
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from llmpath.sources import resolve_model
-
-    return AutoTokenizer.from_pretrained(resolve_model("packaged:smollm2-135m-instruct").path)
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tokenizer):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-        initializer_range=0.2,  # embeddings big enough that a 32-dim model can put weight on one token
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    return LlamaForCausalLM(config)
-
-
 def conversations() -> list[list[dict[str, str]]]:
     answers = {"red": "Stop.", "green": "Go.", "amber": "Slow down.", "blue": "Not a traffic light."}
     return [
@@ -55,7 +23,8 @@ def conversations() -> list[list[dict[str, str]]]:
     ]
 
 
-def test_masked_loss_lora_merge_and_onnx_greedy_parity(tokenizer, tiny_llama, tmp_path):
+def test_masked_loss_lora_merge_and_onnx_greedy_parity(smollm2_tokenizer, tiny_llama, tmp_path):
+    tokenizer = smollm2_tokenizer
     import torch
     from optimum.onnxruntime import ORTModelForCausalLM
     from peft import LoraConfig, get_peft_model

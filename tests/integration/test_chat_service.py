@@ -1,0 +1,114 @@
+"""The chat service under a real `bentoml serve`, on a tiny random Llama exported to ONNX: OpenAI-style chat
+completions as JSON and as server-sent events, `/generate`, and 4xx for bad requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, make_tiny_llama
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CHAT = [{"role": "user", "content": "The light is red. What do I do?"}]
+
+
+@pytest.fixture(scope="module")
+def server(smollm2_tokenizer, tmp_path_factory):
+    import shutil
+
+    import bentoml
+    from optimum.onnxruntime import ORTModelForCausalLM
+
+    from tests.e2e.test_classify_e2e import free_port
+
+    tmp_path = tmp_path_factory.mktemp("chat-service")
+    make_tiny_llama(smollm2_tokenizer).save_pretrained(tmp_path / "model", safe_serialization=True)
+    ORTModelForCausalLM.from_pretrained(tmp_path / "model", export=True, use_cache=True).save_pretrained(
+        tmp_path / "onnx"
+    )
+    smollm2_tokenizer.save_pretrained(tmp_path / "onnx")
+
+    with bentoml.models.create("tiny-chat-onnx", labels={"registered_model": "tiny-chat"}) as model:
+        shutil.copytree(tmp_path / "onnx", model.path, dirs_exist_ok=True)
+    port = free_port()
+    env = os.environ | {"LLMPATH_CHAT_MODEL": str(model.tag)}
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "bentos.chat.service:Chat", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(0.5)
+        else:
+            pytest.fail("chat service not ready: " + (tmp_path / "serve.log").read_text()[-3000:])
+        yield base
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def test_chat_completions_json_and_stream_agree(server):
+    request = {"model": "llmpath-chat", "messages": CHAT, "max_tokens": 8, "temperature": 0}
+    answer = httpx.post(f"{server}/v1/chat/completions", json=request, timeout=60)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["object"] == "chat.completion" and body["choices"][0]["message"]["role"] == "assistant"
+    text = body["choices"][0]["message"]["content"]
+    assert body["choices"][0]["finish_reason"] in {"stop", "length"}
+    assert (
+        body["usage"]["prompt_tokens"] > 10
+        and body["usage"]["total_tokens"] >= body["usage"]["prompt_tokens"]
+    )
+
+    with httpx.stream(
+        "POST", f"{server}/v1/chat/completions", json=request | {"stream": True}, timeout=60
+    ) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [line.removeprefix("data: ") for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert streamed == text  # greedy: the same answer, in pieces
+    assert chunks[-1]["choices"][0]["finish_reason"] == body["choices"][0]["finish_reason"]
+
+    generated = httpx.post(f"{server}/generate", json={"prompt": CHAT[0]["content"], "max_new_tokens": 8})
+    assert generated.status_code == 200 and generated.json()["text"] == text
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"messages": []},
+        {"messages": [{"role": "robot", "content": "hi"}]},
+        {"max_tokens": 100000},
+        {"temperature": -1},
+        {"top_p": 0},
+        {"messages": [{"role": "user", "content": "word " * 1500}]},  # over the input-token limit
+    ],
+)
+def test_bad_requests_get_4xx_and_the_server_keeps_answering(server, change):
+    request = {"messages": CHAT, "max_tokens": 4} | change
+    bad = httpx.post(f"{server}/v1/chat/completions", json=request, timeout=60)
+    assert 400 <= bad.status_code < 500, bad.text
+    assert httpx.post(f"{server}/generate", json={"prompt": "hi", "max_new_tokens": 2}).status_code == 200
