@@ -112,3 +112,16 @@ def test_bad_requests_get_4xx_and_the_server_keeps_answering(server, change):
     bad = httpx.post(f"{server}/v1/chat/completions", json=request, timeout=60)
     assert 400 <= bad.status_code < 500, bad.text
     assert httpx.post(f"{server}/generate", json={"prompt": "hi", "max_new_tokens": 2}).status_code == 200
+
+
+def test_the_openai_client_works_against_it(server):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server}/v1", api_key="not-needed-locally")
+    reply = client.chat.completions.create(model="llmpath-chat", messages=CHAT, max_tokens=6, temperature=0)
+    text = reply.choices[0].message.content
+    assert reply.choices[0].message.role == "assistant" and reply.usage.prompt_tokens > 10
+    stream = client.chat.completions.create(
+        model="llmpath-chat", messages=CHAT, max_tokens=6, temperature=0, stream=True
+    )
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == text
