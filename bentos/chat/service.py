@@ -65,6 +65,11 @@ def _cut(text: str, stops: list[str]) -> tuple[str, bool]:
     return (text[: min(hits)], True) if hits else (text, False)
 
 
+def _held_back(text: str, stops: list[str]) -> int:
+    """How many trailing characters might be the start of a stop string (not sent until we know)."""
+    return max((k for stop in stops for k in range(1, len(stop)) if text.endswith(stop[:k])), default=0)
+
+
 @bentoml.service(
     name=CONFIG.get("name", "llmpath-chat"),
     traffic={"timeout": 300, "max_concurrency": 8},
@@ -102,20 +107,23 @@ class Chat:
             text, stopped = _cut(self.tokenizer.decode(tokens, skip_special_tokens=True), stops)
             if text.endswith("\ufffd") and not stopped:
                 continue  # half of a multi-byte character: wait for the rest
-            if len(text) > len(sent):
-                yield text[len(sent) :], None
-                sent = text
+            ready = text if stopped else text[: len(text) - _held_back(text, stops)]
+            if len(ready) > len(sent):
+                yield ready[len(sent) :], None
+                sent = ready
             if stopped:
                 yield "", "stop"
                 return
+        text = _cut(self.tokenizer.decode(tokens, skip_special_tokens=True), stops)[0]
+        if len(text) > len(sent):  # what was held back for a stop string that never came
+            yield text[len(sent) :], None
         yield "", "length" if len(tokens) >= s.max_tokens else "stop"
 
     def _complete(self, messages: list[dict[str, str]], s: Sampling) -> tuple[str, str, int, int]:
         prompt = self._prompt(messages)
-        text, finish, count = "", "stop", 0
+        text, finish = "", "stop"
         for piece, reason in self._pieces(prompt, s):
             text += piece
-            count += 1 if piece else 0
             finish = reason or finish
         completion_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return text, finish, len(prompt), completion_tokens

@@ -125,3 +125,23 @@ def test_the_openai_client_works_against_it(server):
         model="llmpath-chat", messages=CHAT, max_tokens=6, temperature=0, stream=True
     )
     assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == text
+
+
+def test_stop_strings_end_the_answer_in_json_and_in_the_stream(server):
+    request = {"messages": CHAT, "max_tokens": 16, "temperature": 0}
+    text = httpx.post(f"{server}/v1/chat/completions", json=request, timeout=60).json()["choices"][0]
+    text = text["message"]["content"]
+    assert len(text) >= 6, text  # a random model still emits 16 tokens of something
+    stop = text[3:6]
+    expected = text[: text.index(stop)]
+    body = httpx.post(f"{server}/v1/chat/completions", json=request | {"stop": [stop]}, timeout=60).json()
+    assert body["choices"][0] == {
+        "index": 0,
+        "message": {"role": "assistant", "content": expected},
+        "finish_reason": "stop",
+    }
+    with httpx.stream(
+        "POST", f"{server}/v1/chat/completions", json=request | {"stop": stop, "stream": True}
+    ) as r:
+        chunks = [json.loads(x[6:]) for x in r.iter_lines() if x.startswith("data: {")]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == expected
