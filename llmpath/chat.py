@@ -62,21 +62,14 @@ def _text(row: dict[str, Any], column: str, required: bool) -> tuple[str | None,
 
 
 def _alpaca(row: dict[str, Any], cols: ChatColumns) -> tuple[list[dict[str, str]], list[tuple[str, str]]]:
-    problems = []
-    instruction, p = _text(row, cols.instruction, True)
-    if p:
-        problems.append((cols.instruction, p))
-    extra, p = _text(row, cols.input, False)
-    if p:
-        problems.append((cols.input, p))
-    output, p = _text(row, cols.output, True)
-    if p:
-        problems.append((cols.output, p))
-    system, p = _text(row, cols.system, False)
-    if p:
-        problems.append((cols.system, p))
+    fields = [(cols.instruction, True), (cols.input, False), (cols.output, True), (cols.system, False)]
+    checked = [
+        (column, *_text(row, column, required)) for column, required in fields
+    ]  # (column, value, problem)
+    problems = [(column, problem) for column, _, problem in checked if problem]
     if problems:
         return [], problems
+    instruction, extra, output, system = (value for _, value, _ in checked)
     user = instruction.strip() + (f"\n\n{extra.strip()}" if extra and extra.strip() else "")
     messages = [{"role": "system", "content": system}] if system and system.strip() else []
     return messages + [{"role": "user", "content": user}, {"role": "assistant", "content": output}], []

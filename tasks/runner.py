@@ -194,8 +194,11 @@ class StageRunner:
         if record.fallback:
             client.set_tag(self.run_id, f"routing.{record.stage}.fallback", record.reason)
         if record.how == "cached" and hasattr(result, "metrics_to_copy"):
-            for key, value in result.metrics_to_copy().items():
-                client.log_metric(self.run_id, key, value)
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            copied = [Metric(key, value, now, 0) for key, value in result.metrics_to_copy().items()]
+            client.log_batch(self.run_id, metrics=copied)
 
     def summary(self) -> dict[str, str]:
         return {f"stage {r.stage}": f"{r.how} ({r.where}, {r.seconds:.1f}s)" for r in self.records}

@@ -24,34 +24,25 @@ from llmpath import settings
 Hardware = Literal["cpu", "gpu-preferred", "gpu-required"]
 KeyFn = Callable[..., dict[str, Any]]
 
-STAGES: dict[
-    str, Task
-] = {}  # every declared stage by name: routing and the remote stage flow look them up here
+# Every declared stage by name: routing and the remote stage flow look them up here.
+STAGES: dict[str, Task] = {}
 _KEYS: dict[str, Callable[..., str]] = {}
-_PERMANENT: tuple[type[BaseException], ...] = ()
-
-
-def permanent_errors() -> tuple[type[BaseException], ...]:
-    """Errors a retry cannot fix (bad recipe, bad data, missing model, failed gate): fail at once."""
-    global _PERMANENT
-    if not _PERMANENT:
-        from llmpath.config import RecipeError
-        from llmpath.data import DataError
-        from llmpath.sources import ModelSourceError
-
-        _PERMANENT = (RecipeError, DataError, ModelSourceError, LookupError, ValueError, TypeError, GateError)
-    return _PERMANENT
 
 
 class GateError(RuntimeError):
     """A quality gate said no (for example: no exported form agrees with PyTorch). Never retried."""
 
 
+# Errors a retry cannot fix, so they fail at once: bad recipes, bad data and missing models (RecipeError,
+# DataError and ModelSourceError are ValueErrors), wrong types, missing entries, failed gates.
+PERMANENT = (ValueError, TypeError, LookupError, GateError)
+
+
 def is_transient(_task, _task_run, state) -> bool:
     """Retry condition: retry anything but the permanent errors above."""
     try:
         state.result()
-    except permanent_errors():
+    except PERMANENT:
         return False
     except BaseException:
         return True

@@ -79,6 +79,34 @@ def tiny_bert(tmp_path_factory) -> Path:
     return out
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(base: str, proc, log: Path, timeout: float = 90.0) -> None:
+    """Poll `bentoml serve`'s /readyz until it answers; fail with the server's log if it exits or times out."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"bentoml serve exited early:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    proc.kill()
+    pytest.fail(f"bentoml serve not ready in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
 def write_sentiment_tsv(path: Path, n: int, seed: int = 0) -> Path:
     """A separable toy sentiment set: positive rows use positive words, negative rows negative ones."""
     import random
@@ -102,11 +130,13 @@ def write_sentiment_tsv(path: Path, n: int, seed: int = 0) -> Path:
     return path
 
 
-def tiny_recipe(data_dir: Path, model: Path, name: str = "tiny", **sections) -> dict:
-    """A recipe dict for the tiny model on toy data written to `data_dir` (train.tsv, dev.tsv)."""
+def tiny_recipe(
+    data_dir: Path, model: Path, name: str = "tiny", rows: tuple[int, int] = (160, 48), **sections
+) -> dict:
+    """A recipe dict for the tiny model on toy data written to `data_dir` (train.tsv, dev.tsv: `rows`)."""
     if not (data_dir / "train.tsv").exists():
-        write_sentiment_tsv(data_dir / "train.tsv", 160, seed=1)
-        write_sentiment_tsv(data_dir / "dev.tsv", 48, seed=2)
+        write_sentiment_tsv(data_dir / "train.tsv", rows[0], seed=1)
+        write_sentiment_tsv(data_dir / "dev.tsv", rows[1], seed=2)
     raw = {
         "name": name,
         "registered_model": f"{name}-classifier",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,10 @@ import pytest
 
 from flows.classify import classify
 from llmpath.config import load_recipe
+from tests.conftest import free_port, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -77,19 +71,7 @@ def server(pipeline, tmp_path_factory):
             start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(f"bentoml serve exited early:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"bentoml serve not ready in 90 s:\n{log.read_text()[-3000:]}")
+    wait_ready(base, proc, log)
     yield base
     os.killpg(proc.pid, 15)
     proc.wait(timeout=30)

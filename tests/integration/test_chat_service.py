@@ -7,12 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, make_tiny_llama
+from tests.conftest import ROOT, free_port, make_tiny_llama, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHAT = [{"role": "user", "content": "The light is red. What do I do?"}]
@@ -24,8 +23,6 @@ def server(smollm2_tokenizer, tmp_path_factory):
 
     import bentoml
     from optimum.onnxruntime import ORTModelForCausalLM
-
-    from tests.e2e.test_classify_e2e import free_port
 
     tmp_path = tmp_path_factory.mktemp("chat-service")
     make_tiny_llama(smollm2_tokenizer).save_pretrained(tmp_path / "model", safe_serialization=True)
@@ -49,17 +46,7 @@ def server(smollm2_tokenizer, tmp_path_factory):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            time.sleep(0.5)
-        else:
-            pytest.fail("chat service not ready: " + (tmp_path / "serve.log").read_text()[-3000:])
+        wait_ready(base, proc, tmp_path / "serve.log", timeout=120)
         yield base
     finally:
         os.killpg(proc.pid, 15)

@@ -9,37 +9,23 @@ import pytest
 from llmpath import tracking
 from llmpath.config import parse_recipe
 from tasks.runs import pipeline_run
-from tests.conftest import write_sentiment_tsv
+from tests.conftest import tiny_recipe
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def recipe(tmp_path, monkeypatch, tiny_bert, home):
-    write_sentiment_tsv(tmp_path / "train.tsv", 240, seed=1)
-    write_sentiment_tsv(tmp_path / "dev.tsv", 80, seed=2)
     monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
-    return parse_recipe(
-        {
-            "name": "tiny",
-            "registered_model": "tiny-classifier",
-            "data": {
-                "train": "train.tsv",
-                "validation": "dev.tsv",
-                "text_column": "sentence",
-                "labels": ["neg", "pos"],
-            },
-            "model": {"base": str(tiny_bert), "max_length": 32},
-            "lora": {
-                "r": 8,
-                "alpha": 16,
-                "dropout": 0.0,
-                "target_modules": ["query", "key", "value", "dense"],
-            },
-            "train": {"epochs": 6, "batch_size": 16, "learning_rate": 1e-2, "log_every": 5, "threads": 2},
-            "export": {"max_accuracy_drop": 0.05, "min_agreement": 0.9},
-        }
+    raw = tiny_recipe(
+        tmp_path,
+        tiny_bert,
+        name="tiny",
+        rows=(240, 80),
+        train={"threads": 2},
+        export={"max_accuracy_drop": 0.05, "min_agreement": 0.9},
     )
+    return parse_recipe(raw)
 
 
 def test_stages_end_to_end(recipe):

@@ -17,15 +17,9 @@ import httpx
 import pytest
 
 from llmpath import stack
-from tests.conftest import ROOT, tiny_recipe
+from tests.conftest import ROOT, free_port, tiny_recipe
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def listening(port: int) -> bool:
