@@ -1,5 +1,6 @@
 """Prefect flows. `FLOWS` maps a recipe kind to its flow: a new kind joins the pipeline by adding it here."""
 
+from flows.chat import chat
 from flows.classify import classify
 
-FLOWS = {"classify": classify}
+FLOWS = {"classify": classify, "chat": chat}

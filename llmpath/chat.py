@@ -7,10 +7,10 @@ This is the data half of the chat recipe: the recipe section, the flow and its s
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from llmpath.data import RowIssue
+from llmpath.data import RowIssue, ValidationReport
 
 Format = Literal["auto", "alpaca", "messages", "sharegpt"]
 ROLES = ("system", "user", "assistant")
@@ -133,15 +133,8 @@ def to_messages(row: dict[str, Any], cols: ChatColumns) -> tuple[list[dict[str, 
     return messages, _order_problems(messages, column)
 
 
-@dataclass
-class ChatReport:
-    """What validation kept and why it dropped the rest (problems named by file, row and field)."""
-
-    file: str
-    rows: int = 0
-    kept: list[list[dict[str, str]]] = field(default_factory=list)
-    issues: list[RowIssue] = field(default_factory=list)
-    duplicates: int = 0
+class ChatReport(ValidationReport):
+    """What validation kept (conversations as message lists) and why it dropped the rest (by file, row, field)."""
 
 
 def validate_conversations(rows: list[dict[str, Any]], cols: ChatColumns, file: str) -> ChatReport:

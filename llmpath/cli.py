@@ -39,7 +39,7 @@ def cmd_validate(args) -> int:
     validate_routing(recipe)
     print(f"{args.recipe}: recipe OK ({recipe.kind}, model {recipe.model.base})")
     _, reports, report, _ = check_data(recipe)
-    print(report_markdown(report, recipe.model.max_length))
+    print(report_markdown(report, recipe.model.max_length, recipe.data.overflow))
     for report in reports:
         for issue in report.issues[:20]:
             print(f"  {issue}")

@@ -28,7 +28,20 @@ class DataConfig(Section):
     format: Literal["auto", "tsv", "csv", "json", "jsonl", "parquet"] = "auto"
     text_column: str = "text"
     label_column: str = "label"
-    labels: list[str] = Field(min_length=2, description="Class names; raw labels are an index or a name.")
+    labels: list[str] | None = Field(
+        None, min_length=2, description="classify: class names; raw labels are an index or a name."
+    )
+    chat_format: Literal["auto", "alpaca", "messages", "sharegpt"] = Field(
+        "auto", description="chat: row form; auto picks by the columns a row has."
+    )
+    columns: dict[Literal["instruction", "input", "output", "system", "messages", "conversations"], str] = (
+        Field(
+            default_factory=dict, description="chat: column names when they differ, e.g. {output: response}."
+        )
+    )
+    overflow: Literal["truncate", "drop"] = Field(
+        "truncate", description="chat: conversations over model.max_length tokens are cut or dropped."
+    )
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="Used only when `validation` is absent.")
     max_train_rows: int | None = Field(None, gt=0, description="Seeded sample of the training split.")
     max_validation_rows: int | None = Field(None, gt=0)
@@ -54,6 +67,9 @@ class LoraConfig(Section):
     alpha: int = Field(16, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: ["query", "value"], min_length=1)
+    quantization: Literal["none", "4bit", "8bit"] = Field(
+        "none", description="chat: load the frozen base in 4-bit (nf4) or 8-bit with bitsandbytes (QLoRA)."
+    )
 
 
 class TrainConfig(Section):
@@ -77,9 +93,13 @@ class TrainConfig(Section):
 class EvalConfig(Section):
     """Evaluation and the promotion gate."""
 
-    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    metric: Literal["accuracy", "macro_f1", "rouge_l"] = Field(
+        "accuracy", description="Higher is better. classify: accuracy or macro_f1; chat: rouge_l."
+    )
     min_improvement: float = Field(0.0, ge=0, description="Candidate must beat base and champion by this.")
     batch_size: int = Field(64, gt=0)
+    max_prompts: int = Field(32, gt=0, description="chat: validation prompts answered greedily for ROUGE-L.")
+    max_new_tokens: int = Field(64, gt=0, le=1024, description="chat: answer length cap for ROUGE-L.")
 
 
 class ExportConfig(Section):
@@ -88,7 +108,23 @@ class ExportConfig(Section):
     quantize: bool = True
     per_channel: bool = True
     max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="int8 vs PyTorch accuracy, absolute.")
-    min_agreement: float = Field(0.97, ge=0, le=1, description="Share of rows where int8 and PyTorch agree.")
+    min_agreement: float = Field(
+        0.97,
+        ge=0,
+        le=1,
+        description="classify: share of rows where int8 and PyTorch agree. chat: top-1 agreement of each "
+        "quantized form with PyTorch's greedy tokens (teacher-forced) on the probe prompts.",
+    )
+    quantized_forms: list[Literal["int8-weight", "int4-weight", "int8-dynamic"]] = Field(
+        default_factory=lambda: ["int8-weight", "int4-weight"],
+        description="chat: quantized ONNX forms to try. *-weight: MatMulNBits weight-only, fp32 compute, "
+        "lm_head kept fp32; int8-dynamic: dynamic int8 MatMul, per-channel.",
+    )
+    block_size: int = Field(32, ge=16, description="chat: weight-only quantization block (power of two).")
+    probe_prompts: int = Field(16, gt=0, description="chat: prompts of the parity probe set.")
+    prefer: Literal["speed", "size"] = Field(
+        "speed", description="chat: among forms that pass parity, ship the fastest or the smallest."
+    )
 
 
 class ServeConfig(Section):
@@ -101,6 +137,8 @@ class ServeConfig(Section):
     max_chars: int = Field(2000, gt=0)
     max_batch_size: int = Field(32, gt=0)
     max_latency_ms: int = Field(1000, gt=0)
+    max_input_tokens: int = Field(1024, gt=0, description="chat: longer conversations get 413/422.")
+    max_new_tokens: int = Field(256, gt=0, description="chat: the cap on a request's max_tokens.")
 
 
 class RoutingConfig(Section):
@@ -112,11 +150,21 @@ class RoutingConfig(Section):
     )
 
 
+CHAT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {"max_length": 512},
+    "lora": {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "dropout": 0.05},
+    "train": {"batch_size": 4, "learning_rate": 2e-4, "group_by_length": True},
+    "eval": {"metric": "rouge_l", "batch_size": 8},
+    "export": {"min_agreement": 0.95},
+    "serve": {"bento_name": "llmpath-chat", "max_chars": 8000},
+}
+
+
 class Recipe(Section):
     """A whole run: which flow, which model name in the registry, and one section per stage."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    kind: Literal["classify"] = "classify"
+    kind: Literal["classify", "chat"] = "classify"
     registered_model: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     experiment: str | None = Field(None, description="MLflow experiment; default: the recipe name.")
     data: DataConfig
@@ -128,10 +176,42 @@ class Recipe(Section):
     serve: ServeConfig = ServeConfig()
     routing: RoutingConfig = RoutingConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_of_the_kind(cls, raw: Any) -> Any:
+        """A chat recipe starts from chat defaults (gate metric, LoRA targets, parity floor, Bento name);
+        whatever the recipe says still wins."""
+        if not isinstance(raw, dict) or raw.get("kind") != "chat":
+            return raw
+        raw = dict(raw)
+        for section, defaults in CHAT_DEFAULTS.items():
+            given = raw.get(section)
+            if given is None or isinstance(given, dict):
+                raw[section] = defaults | (given or {})
+        return raw
+
     @model_validator(mode="after")
     def _hub_sources_are_explicit(self) -> Recipe:
         if self.model.revision and not self.model.base.startswith("hub:"):
             raise ValueError("model.revision applies only to `hub:` sources")
+        return self
+
+    @model_validator(mode="after")
+    def _sections_fit_the_kind(self) -> Recipe:
+        if self.kind == "classify":
+            if not self.data.labels:
+                raise ValueError(
+                    "data.labels: a classify recipe names its classes, e.g. [negative, positive]"
+                )
+            if self.eval.metric == "rouge_l":
+                raise ValueError("eval.metric: rouge_l is for chat recipes; use accuracy or macro_f1")
+            if self.lora.quantization != "none":
+                raise ValueError("lora.quantization: QLoRA is for chat recipes")
+        else:
+            if self.data.labels:
+                raise ValueError("data.labels: a chat recipe has no classes (remove the key)")
+            if self.eval.metric != "rouge_l":
+                raise ValueError("eval.metric: a chat recipe is gated on rouge_l")
         return self
 
     @property
@@ -166,6 +246,8 @@ def _format_errors(source: str, err: ValidationError) -> str:
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key")
+        elif not e["loc"]:  # a check across sections: its message names the key
+            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)

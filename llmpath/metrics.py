@@ -136,3 +136,25 @@ def token_agreement(reference: Sequence[Sequence[int]], candidate: Sequence[Sequ
         total += max(len(ref), len(cand))
         agree += sum(1 for x, y in zip(ref, cand, strict=False) if x == y)
     return agree / total if total else 1.0
+
+
+def plot_forms(scores: dict[str, dict[str, float]], floor: float):
+    """Exported forms side by side: greedy top-1 agreement with PyTorch (and the floor) and decoding speed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(scores)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    left.bar(names, [scores[n]["top1_agreement"] for n in names], color="#4c72b0")
+    left.axhline(floor, color="#c44e52", linestyle="--", label=f"floor {floor}")
+    left.set_ylim(0, 1.05)
+    left.set_title("top-1 agreement with PyTorch")
+    left.legend(loc="lower right")
+    right.bar(names, [scores[n]["tokens_per_second"] for n in names], color="#55a868")
+    right.set_title("decoding tokens/s")
+    for ax in (left, right):
+        ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    return fig

@@ -98,7 +98,11 @@ def build_report(
     return report
 
 
-def report_markdown(report: dict, max_length: int) -> str:
+def report_markdown(report: dict, max_length: int, overflow: str = "truncate") -> str:
+    if report.get("kind") == "chat":
+        from tasks.chat import chat_report_markdown
+
+        return chat_report_markdown(report, max_length, overflow)
     lines = [
         "# Data report",
         "",
@@ -122,6 +126,10 @@ def report_markdown(report: dict, max_length: int) -> str:
 def check_data(recipe: Recipe):
     """Load and validate the recipe's data and build its report (no training): shared by the stage and
     `llmpath validate`. Returns the splits, the per-file reports, the report dict and the resolved base."""
+    if recipe.kind == "chat":
+        from tasks.chat import check_chat_data
+
+        return check_chat_data(recipe)
     from transformers import AutoTokenizer
 
     from llmpath.sources import resolve_model
@@ -134,6 +142,10 @@ def check_data(recipe: Recipe):
 
 def prepare(recipe: Recipe, run_id: str) -> PreparedData:
     """Validate the recipe's data, write splits + report to the run, return a reference to them."""
+    if recipe.kind == "chat":
+        from tasks.chat import prepare_chat
+
+        return prepare_chat(recipe, run_id)
     import pandas as pd
 
     splits, reports, report, base = check_data(recipe)
@@ -186,6 +198,7 @@ def prepare_key(recipe: Recipe, **_) -> dict:
         files[name] = f"hub:{cfg.hub}" if cfg.hub else file_digest(d.resolve_path(name))
     base = resolve_model(recipe.model.base, recipe.model.revision)
     return {
+        "kind": recipe.kind,
         "data": cfg.model_dump(),
         "files": files,
         "model": recipe.model.model_dump(),
@@ -193,4 +206,6 @@ def prepare_key(recipe: Recipe, **_) -> dict:
     }
 
 
-prepare_data = stage(prepare, name="prepare_data", key=prepare_key, code=("llmpath.data",))
+prepare_data = stage(
+    prepare, name="prepare_data", key=prepare_key, code=("llmpath.data", "llmpath.chat", "tasks.chat")
+)

@@ -49,18 +49,29 @@ def score(
 
 
 def score_base(recipe: Recipe, data: PreparedData, run_id: str) -> Evaluation:
-    """The base model with the same seeded head that training starts from."""
+    """The base model with the same seeded head that training starts from (chat: the base LM as it is)."""
     base = resolve_model(recipe.model.base, recipe.model.revision)
+    if recipe.kind == "chat":
+        from tasks.chat import score_chat
+
+        return score_chat(recipe, data, run_id, "base", base.path)
     return score(recipe, data, run_id, "base", base.path, seed=recipe.train.seed)
 
 
 def score_candidate(recipe: Recipe, data: PreparedData, trained: TrainedModel, run_id: str) -> Evaluation:
     """The merged fine-tuned model."""
+    if recipe.kind == "chat":
+        from tasks.chat import score_chat
+
+        return score_chat(recipe, data, run_id, "candidate", tracking.download_model(trained.model_uri))
     return score(recipe, data, run_id, "candidate", tracking.download_model(trained.model_uri), seed=None)
 
 
 def _common_key(recipe: Recipe, data: PreparedData) -> dict:
+    chat = {"prompts": recipe.eval.max_prompts, "max_new_tokens": recipe.eval.max_new_tokens}
     return {
+        "kind": recipe.kind,
+        "chat": chat if recipe.kind == "chat" else None,
         "data": data.fingerprint,
         "labels": recipe.data.labels,
         "max_length": recipe.model.max_length,
@@ -77,11 +88,14 @@ def candidate_key(recipe: Recipe, data: PreparedData, trained: TrainedModel, **_
 
 
 evaluate_base = stage(
-    score_base, name="evaluate_base", key=base_key, code=("llmpath.classifier", "llmpath.metrics")
+    score_base,
+    name="evaluate_base",
+    key=base_key,
+    code=("llmpath.classifier", "llmpath.metrics", "llmpath.causal", "tasks.chat"),
 )
 evaluate_candidate = stage(
     score_candidate,
     name="evaluate_candidate",
     key=candidate_key,
-    code=("llmpath.classifier", "llmpath.metrics"),
+    code=("llmpath.classifier", "llmpath.metrics", "llmpath.causal", "tasks.chat"),
 )

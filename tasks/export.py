@@ -54,8 +54,13 @@ def quantize_int8(onnx_dir: Path, out: Path, cfg: ExportConfig) -> Path:
 
 
 def export_version(recipe: Recipe, trained: TrainedModel, run_id: str) -> ExportedModel:
-    """Export the merged model to ONNX fp32 (+ int8) as artifacts of this run."""
+    """Export the merged model to ONNX fp32 (+ int8) as artifacts of this run (chat: + quantized forms)."""
     import mlflow
+
+    if recipe.kind == "chat":
+        from tasks.chat import export_chat
+
+        return export_chat(recipe, trained, run_id)
 
     model_dir = tracking.download_model(trained.model_uri)
     out = Path(tempfile.mkdtemp(prefix="llmpath-onnx-"))
@@ -92,8 +97,14 @@ def choose_form(fp32: dict[str, float], int8: dict[str, float] | None, cfg: Expo
 def check_parity(
     recipe: Recipe, data: PreparedData, exported: ExportedModel, candidate: Evaluation, run_id: str
 ) -> ParityResult:
-    """Score every exported form on validation against the PyTorch predictions; mark one deployable."""
+    """Score every exported form on validation against the PyTorch predictions; mark one deployable.
+    (chat: every form against PyTorch's greedy tokens on the probe prompts, and its speed.)"""
     import mlflow
+
+    if recipe.kind == "chat":
+        from tasks.chat import parity_chat
+
+        return parity_chat(recipe, exported, candidate, run_id)
 
     rows = read_split(data, "validation")
     texts = [r["text"] for r in rows]
@@ -121,8 +132,11 @@ def check_parity(
 
 def export_key(recipe: Recipe, trained: TrainedModel, **_) -> dict:
     return {
+        "kind": recipe.kind,
         "model": trained.model_uri,
-        "export": recipe.export.model_dump(exclude={"max_accuracy_drop", "min_agreement"}),
+        "export": recipe.export.model_dump(
+            exclude={"max_accuracy_drop", "min_agreement", "prefer", "probe_prompts"}
+        ),
     }
 
 
@@ -131,7 +145,8 @@ def parity_key(
 ) -> dict:
     return {
         "data": data.fingerprint,
-        "forms": [exported.fp32_uri, exported.int8_uri],
+        "kind": recipe.kind,
+        "forms": [exported.fp32_uri, exported.int8_uri, exported.quantized],
         "reference": candidate.predictions_uri,
         "export": recipe.export.model_dump(),
         "labels": recipe.data.labels,
@@ -140,7 +155,10 @@ def parity_key(
     }
 
 
-export = stage(export_version, name="export", key=export_key)
+export = stage(export_version, name="export", key=export_key, code=("llmpath.causal", "tasks.chat"))
 parity = stage(
-    check_parity, name="parity", key=parity_key, code=("bentos.classifier.runtime", "llmpath.metrics")
+    check_parity,
+    name="parity",
+    key=parity_key,
+    code=("bentos.classifier.runtime", "bentos.chat.runtime", "llmpath.metrics", "tasks.chat"),
 )

@@ -14,8 +14,12 @@ from tasks.registry import CHAMPION, alias_version
 from tasks.results import PackagedBento
 from tasks.stages import stage
 
-SERVICE_DIR = Path(__file__).resolve().parent.parent / "bentos" / "classifier"
-SERVICE_FILES = ("service.py", "runtime.py")
+BENTOS = Path(__file__).resolve().parent.parent / "bentos"
+# What each kind's Bento holds: its service folder, the files copied from it, and the service class.
+SERVICES = {
+    "classify": (BENTOS / "classifier", ("service.py", "runtime.py"), "Classifier"),
+    "chat": (BENTOS / "chat", ("service.py", "runtime.py"), "Chat"),
+}
 # What the Bento needs at serve time; installed only when containerizing (we build offline, unlocked).
 BENTO_PACKAGES = ["onnxruntime>=1.32,<1.33", "transformers>=4.57,<4.58", "numpy", "pydantic>=2.7"]
 
@@ -33,8 +37,9 @@ def champion_labels(recipe: Recipe) -> tuple[dict[str, str], dict[str, str]]:
     if "deployable.uri" not in tags:
         raise LookupError(f"{name} v{version} has no deployable ONNX form (its parity stage did not pass)")
     digest = hashlib.sha256(recipe.serve.model_dump_json().encode())
-    for file in SERVICE_FILES:
-        digest.update((SERVICE_DIR / file).read_bytes())
+    service_dir, files, _ = SERVICES[recipe.kind]
+    for file in files:
+        digest.update((service_dir / file).read_bytes())
     labels = {
         "registered_model": name,
         "version": str(version),
@@ -64,7 +69,7 @@ def import_champion(recipe: Recipe, labels: dict[str, str], tags: dict[str, str]
     import bentoml
 
     folder = tracking.download(tags["deployable.uri"])
-    metadata = {"max_length": recipe.model.max_length} | {
+    metadata = {"max_length": recipe.model.max_length, "kind": recipe.kind} | {
         k: float(v) for k, v in tags.items() if k.startswith("eval.")
     }
     with bentoml.models.create(f"{recipe.serve.bento_name}-onnx", labels=labels, metadata=metadata) as model:
@@ -86,15 +91,16 @@ def build_bento(recipe: Recipe) -> PackagedBento:
         return PackagedBento(tag=reused, model_tag=model_tag, version=version)
     model_tag = import_champion(recipe, labels, tags)
     ctx = Path(tempfile.mkdtemp(prefix="llmpath-bento-"))
-    for file in SERVICE_FILES:
-        shutil.copy2(SERVICE_DIR / file, ctx / file)
+    service_dir, files, service_class = SERVICES[recipe.kind]
+    for file in files:
+        shutil.copy2(service_dir / file, ctx / file)
     config = {"model_tag": model_tag, "name": s.bento_name} | s.model_dump(exclude={"bento_name"})
     (ctx / "bento_config.json").write_text(json.dumps(config, indent=2))
     bento = bentoml.bentos.build(
-        "service:Classifier",
+        f"service:{service_class}",
         name=s.bento_name,
         labels=labels,
-        include=[*SERVICE_FILES, "bento_config.json"],
+        include=[*files, "bento_config.json"],
         python={"packages": BENTO_PACKAGES, "lock_packages": False},
         models=[model_tag],
         build_ctx=str(ctx),

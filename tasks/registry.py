@@ -99,6 +99,10 @@ def promote_candidate(
     if champion_version is not None:
         tag = client.get_model_version(name, champion_version).tags.get(f"eval.{metric}")
         champion_score = float(tag) if tag is not None else None
+    if recipe.kind == "chat":
+        from tasks.chat import log_comparison
+
+        log_comparison(base, candidate, run_id)  # the answers the gate weighs, side by side in MLflow
     if champion_version == registration.version:
         reason = f"v{registration.version} is already the champion"
         print(f"promotion: kept: {reason}")
@@ -196,6 +200,7 @@ def mark_deployable_version(
         "deployable.uri": checked.deployable_uri,
         "deployable.reason": checked.reason,
     } | ({"onnx.int8_uri": exported.int8_uri} if exported.int8_uri else {})
+    tags |= {f"onnx.{form}_uri": uri for form, uri in exported.quantized.items()}
     for key, value in tags.items():
         client.set_model_version_tag(registration.name, registration.version, key, value)
 

@@ -82,10 +82,11 @@ class ExportedModel(StageResult):
     run_id: str
     fp32_uri: str
     int8_uri: str | None
+    quantized: dict[str, str] = {}  # chat: quantized form name -> artifact URI
 
 
 class ParityResult(StageResult):
-    deployable_form: str  # "int8" or "fp32"
+    deployable_form: str  # classify: "int8" or "fp32"; chat: "fp32" or a quantized form ("int8-weight", ...)
     deployable_uri: str
     metrics: dict[str, float]
     reason: str

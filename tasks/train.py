@@ -31,7 +31,13 @@ def read_split(data: PreparedData, name: str) -> list[dict]:
     return pd.read_parquet(folder / f"{name}.parquet").to_dict("records")
 
 
-def batches(rows: list[dict], batch_size: int, rng: random.Random, group_by_length: bool) -> list[list[dict]]:
+def batches(
+    rows: list[dict],
+    batch_size: int,
+    rng: random.Random,
+    group_by_length: bool,
+    length: Callable[[dict], int] = lambda row: len(row["text"]),
+) -> list[list[dict]]:
     """One epoch of shuffled batches. Grouped: similar lengths share a batch (less padding, same randomness
     at the level of batches), as HF Trainer's group_by_length does."""
     order = list(range(len(rows)))
@@ -41,7 +47,7 @@ def batches(rows: list[dict], batch_size: int, rng: random.Random, group_by_leng
         order = [
             i
             for start in range(0, len(order), pool)
-            for i in sorted(order[start : start + pool], key=lambda i: len(rows[i]["text"]))
+            for i in sorted(order[start : start + pool], key=lambda i: length(rows[i]))
         ]
     out = [[rows[i] for i in order[start : start + batch_size]] for start in range(0, len(order), batch_size)]
     if group_by_length:
@@ -77,11 +83,53 @@ def train_key(recipe: Recipe, data: PreparedData, **_) -> dict:
     return {
         "data": data.fingerprint,
         "labels": recipe.data.labels,
+        "kind": recipe.kind,
         "base": data.base_revision,
         "model": recipe.model.model_dump(),
         "lora": recipe.lora.model_dump(),
         "train": settings,
     }
+
+
+class ClassifyObjective:
+    """Sequence classification: a seeded head on the encoder, cross-entropy on the label."""
+
+    task = "text-classification"
+
+    @staticmethod
+    def build(recipe: Recipe, base_path: Path, device):
+        model, tokenizer = load_for_classification(base_path, recipe.data.labels, seed=recipe.train.seed)
+        return _peft_model(model, recipe).to(device), tokenizer
+
+    @staticmethod
+    def length(row: dict) -> int:
+        return len(row["text"])
+
+    @staticmethod
+    def loss(model, tokenizer, batch: list[dict], recipe: Recipe, device):
+        import torch
+
+        enc = tokenizer(
+            [r["text"] for r in batch],
+            truncation=True,
+            max_length=recipe.model.max_length,
+            padding=True,
+            return_tensors="pt",
+        ).to(device)
+        labels = torch.tensor([int(r["label"]) for r in batch], device=device)
+        return model(**enc, labels=labels).loss, int(enc["attention_mask"].sum())
+
+    @staticmethod
+    def merged(model, recipe: Recipe, base_path: Path, adapter_dir: Path):
+        return model.merge_and_unload()
+
+
+def objective_of(recipe: Recipe):
+    if recipe.kind == "chat":
+        from tasks.chat import ChatObjective
+
+        return ChatObjective
+    return ClassifyObjective
 
 
 def train(
@@ -98,12 +146,13 @@ def train(
     from transformers import get_linear_schedule_with_warmup
 
     cfg = recipe.train
+    objective = objective_of(recipe)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     base = resolve_model(recipe.model.base, recipe.model.revision)
     rows = read_split(data, "train")
-    model, tokenizer = load_for_classification(base.path, recipe.data.labels, seed=cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # a GPU worker trains on its GPU
-    model = _peft_model(model, recipe).to(device)
+    torch.manual_seed(cfg.seed)
+    model, tokenizer = objective.build(recipe, base.path, device)
     trainable, total = model.get_nb_trainable_parameters()
     steps = total_steps(len(rows), recipe)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -114,7 +163,7 @@ def train(
     tracking.configure()
     found = checkpoints.find(key, run_id)
     losses: list[tuple[int, float]] = []
-    start = 0
+    start = tokens = 0
     if found is not None:
         start, losses = checkpoints.restore(found, model, optimizer, schedule, run_id)
         print(f"resuming finetune from step {start}/{steps} (checkpoint of run {found.run_id})")
@@ -137,27 +186,20 @@ def train(
         step = seen = 0
         with tqdm(total=steps, initial=start, desc="finetune", unit="step") as bar:
             while step < steps:
-                for batch in batches(rows, cfg.batch_size, rng, cfg.group_by_length):
+                for batch in batches(rows, cfg.batch_size, rng, cfg.group_by_length, objective.length):
                     seen += 1
                     if seen <= start:  # replay the same shuffles up to the checkpoint, without computing
                         step = seen
                         continue
-                    enc = tokenizer(
-                        [r["text"] for r in batch],
-                        truncation=True,
-                        max_length=recipe.model.max_length,
-                        padding=True,
-                        return_tensors="pt",
-                    ).to(device)
-                    labels = torch.tensor([int(r["label"]) for r in batch], device=device)
-                    out = model(**enc, labels=labels)
-                    out.loss.backward()
+                    loss, n_tokens = objective.loss(model, tokenizer, batch, recipe, device)
+                    loss.backward()
                     torch.nn.utils.clip_grad_norm_(params, 1.0)
                     optimizer.step()
                     schedule.step()
                     optimizer.zero_grad(set_to_none=True)
                     step += 1
-                    losses.append((step, out.loss.item()))
+                    tokens += n_tokens
+                    losses.append((step, loss.item()))
                     pending += [
                         Metric("train_loss", losses[-1][1], now_ms(), step),
                         Metric("learning_rate", schedule.get_last_lr()[0], now_ms(), step),
@@ -180,16 +222,16 @@ def train(
         seconds = time.perf_counter() - started
         out_dir = Path(tempfile.mkdtemp(prefix="llmpath-train-"))
         model.save_pretrained(out_dir / "adapter", safe_serialization=True)
-        merged = model.merge_and_unload().to("cpu")
+        tokenizer.save_pretrained(out_dir / "adapter")
+        merged = objective.merged(model, recipe, base.path, out_dir / "adapter").to("cpu")
         merged.save_pretrained(out_dir / "model", safe_serialization=True)
         tokenizer.save_pretrained(out_dir / "model")
-        tokenizer.save_pretrained(out_dir / "adapter")
         mlflow.log_artifacts(str(out_dir / "adapter"), "adapter")
         # The merged model is an MLflow Model (transformers flavour) so the registry can version it as is.
         logged = mlflow.transformers.log_model(
             str(out_dir / "model"),
             name="model",
-            task="text-classification",
+            task=objective.task,
             pip_requirements=PIP_REQUIREMENTS,
             params={"base_revision": base.revision},
         )
@@ -199,6 +241,7 @@ def train(
             {
                 "train_seconds": seconds,
                 "train_examples_per_second": done * cfg.batch_size / max(seconds, 1e-9),
+                "train_tokens_per_second": tokens / max(seconds, 1e-9),
             }
         )
         tracking.log_figure(
@@ -217,5 +260,9 @@ def train(
 
 
 finetune = stage(
-    train, name="finetune", key=train_key, hardware="gpu-preferred", code=("llmpath.classifier",)
+    train,
+    name="finetune",
+    key=train_key,
+    hardware="gpu-preferred",
+    code=("llmpath.classifier", "llmpath.causal", "tasks.chat"),
 )

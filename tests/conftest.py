@@ -198,15 +198,16 @@ def tiny_llama(smollm2_tokenizer):
     return make_tiny_llama(smollm2_tokenizer)
 
 
-def make_tiny_llama(tokenizer):
+def make_tiny_llama(tokenizer, hidden: int = 32):
+    """`hidden` 64 or more for bitsandbytes 4-bit on CPU (it quantizes in blocks of 64 input features)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=1,

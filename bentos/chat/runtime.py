@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bentos.classifier.runtime import find_onnx
-
 
 class OnnxCausalLM:
     """An optimum export (`ORTModelForCausalLM`, `use_cache=True`): inputs `input_ids`, `attention_mask`,
@@ -22,7 +20,9 @@ class OnnxCausalLM:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        path = folder / file_name if file_name else find_onnx(folder)
+        path = folder / (file_name or "model.onnx")  # every exported form is a folder with a model.onnx
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no ONNX model there (expected an llmpath chat export)")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.past_names = [i.name for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
         if not self.past_names:
@@ -34,6 +34,16 @@ class OnnxCausalLM:
     def _empty_past(self) -> dict[str, np.ndarray]:
         empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=np.float32)
         return {name: empty for name in self.past_names}
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        """Next-token logits at every position of `ids` (one pass, empty cache): [len(ids), vocab]."""
+        n = len(ids)
+        feed = {
+            "input_ids": np.asarray([list(ids)], dtype=np.int64),
+            "attention_mask": np.ones((1, n), dtype=np.int64),
+            "position_ids": np.arange(n, dtype=np.int64)[None, :],
+        } | self._empty_past()
+        return self.session.run(["logits"], feed)[0][0]
 
     def stream(
         self,

@@ -80,7 +80,7 @@ def test_up_trigger_route_fall_back_and_down(stack_env, tiny_bert, tmp_path):
     assert httpx.get(f"{mlflow}/health").text == "OK"
     assert online_workers(api, "cpu-pool") == ["llmpath-cpu-pool"] and online_workers(api, "gpu-pool") == []
     deployments = httpx.post(f"{api}/deployments/filter", json={}).json()
-    assert {"classify", "pipeline", "promote", "rollback", "gpu-pool", "cpu-pool"} <= {
+    assert {"classify", "chat", "pipeline", "promote", "rollback", "gpu-pool", "cpu-pool"} <= {
         d["name"] for d in deployments
     }
     assert {
