@@ -7,7 +7,7 @@ RECIPE  ?= recipes/classify-sst2-smoke.yaml
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e lint serve mlflow-ui bench bench-orchestration up down status clean
+.PHONY: install run test test-unit test-integration test-e2e lint serve serve-chat mlflow-ui bench bench-orchestration up down status clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ lint: $(STAMP)
 
 serve: $(STAMP)  ## serve the last built classifier Bento on 127.0.0.1:3000
 	$(BIN)/llmpath serve classifier
+
+serve-chat: $(STAMP)  ## serve the last built chat Bento on 127.0.0.1:3000 (OpenAI base URL /v1)
+	$(BIN)/llmpath serve chat
 
 mlflow-ui: $(STAMP)  ## MLflow UI on the embedded store: http://127.0.0.1:5000
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \

@@ -138,6 +138,12 @@ def cmd_trigger(args) -> int:
     return remote.trigger(recipe, wait=not args.no_wait)
 
 
+SERVICES = {  # service -> (the smoke recipe that builds its Bento, its routes)
+    "classifier": ("classify-sst2-smoke.yaml", "POST /classify"),
+    "chat": ("chat-alpaca-smoke.yaml", "POST /v1/chat/completions /generate, OpenAI base URL /v1"),
+}
+
+
 def cmd_serve(args) -> int:
     """Serve the most recent Bento of a service on 127.0.0.1 (unless --host says otherwise)."""
     import os
@@ -151,14 +157,12 @@ def cmd_serve(args) -> int:
         bentos = sorted(bentoml.list(name), key=lambda b: b.info.creation_time)
     except NotFound:
         bentos = []
+    recipe, routes = SERVICES[args.service]
     if not bentos:
-        print(
-            f"No Bento named {name!r} yet. Build one: llmpath run recipes/classify-sst2-smoke.yaml",
-            file=sys.stderr,
-        )
+        print(f"No Bento named {name!r} yet. Build one: llmpath run recipes/{recipe}", file=sys.stderr)
         return 2
     tag = str(bentos[-1].tag)
-    print(f"serving {tag} on http://{args.host}:{args.port}  (POST /classify, GET /healthz /readyz /metrics)")
+    print(f"serving {tag} on http://{args.host}:{args.port}  ({routes}, GET /healthz /readyz /metrics)")
     cmd = ["bentoml", "serve", tag, "--host", args.host, "--port", str(args.port)]
     return subprocess.call([os.path.join(os.path.dirname(sys.executable), cmd[0]), *cmd[1:]])
 
@@ -207,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="accuracy", help="the eval metric column to show")
     p.set_defaults(func=cmd_history)
     p = sub.add_parser("serve", help=cmd_serve.__doc__)
-    p.add_argument("service", choices=["classifier"])
+    p.add_argument("service", choices=sorted(SERVICES))
     p.add_argument("--bento", help="Bento name (default: llmpath-SERVICE)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)

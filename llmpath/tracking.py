@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,14 +52,32 @@ def use_run(run_id: str) -> Iterator[None]:
         yield
 
 
-def download(uri: str) -> Path:
-    """Fetch an artifact URI (local store or remote) to a local folder and return its path."""
+_SCRATCH: list[Path] = []
+_DOWNLOADS: dict[tuple[str, str], Path] = {}
+
+
+def scratch(prefix: str) -> Path:
+    """A new folder under this process's scratch root, which is removed when the process exits (a chat run
+    moves gigabytes of weights through here: nothing may be left behind in /tmp)."""
+    if not _SCRATCH:
+        _SCRATCH.append(Path(tempfile.mkdtemp(prefix="llmpath-scratch-")))
+        atexit.register(shutil.rmtree, _SCRATCH[0], True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH[0]))
+
+
+def download(uri: str, fresh: bool = False) -> Path:
+    """Fetch an artifact URI (local store or remote) to a local folder and return its path. Artifacts do not
+    change once logged, so a process fetches each URI once (several stages read the same model); `fresh`
+    fetches again. Treat the folder as read-only."""
     import mlflow
 
-    configure()
-    return Path(
-        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="llmpath-"))
-    )
+    key = (configure(), uri)
+    cached = _DOWNLOADS.get(key)
+    if cached is not None and cached.exists() and not fresh:
+        return cached
+    path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=scratch("download-")))
+    _DOWNLOADS[key] = path
+    return path
 
 
 def download_model(model_uri: str) -> Path:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -183,7 +182,7 @@ def prepare_chat(recipe: Recipe, run_id: str) -> PreparedData:
 
     splits, reports, report, base = check_chat_data(recipe)
     markdown = chat_report_markdown(report, recipe.model.max_length, recipe.data.overflow)
-    out = Path(tempfile.mkdtemp(prefix="llmpath-data-"))
+    out = tracking.scratch("data-")
     digest = hashlib.sha256()
     for name, rows in splits.items():
         pd.DataFrame(rows).to_parquet(out / f"{name}.parquet", index=False)
@@ -298,7 +297,7 @@ def score_chat(recipe: Recipe, data: PreparedData, run_id: str, name: str, model
         "rouge_l": sum(a["rouge_l"] for a in answers) / max(len(answers), 1),
         "stopped_share": sum(a["stopped"] for a in answers) / max(len(answers), 1),
     }
-    folder = Path(tempfile.mkdtemp(prefix="llmpath-eval-"))
+    folder = tracking.scratch("eval-")
     (folder / "answers.json").write_text(json.dumps(answers, ensure_ascii=False))
     (folder / "metrics.json").write_text(json.dumps(metrics | {"assistant_tokens": tokens}, indent=2))
     with tracking.use_run(run_id):
@@ -336,7 +335,7 @@ def export_chat(recipe: Recipe, trained: TrainedModel, run_id: str) -> ExportedM
     import mlflow
 
     model_dir = tracking.download_model(trained.model_uri)
-    out = Path(tempfile.mkdtemp(prefix="llmpath-onnx-"))
+    out = tracking.scratch("onnx-")
     started = time.perf_counter()
     export_causal_onnx(model_dir, out / "fp32")
     print(f"export: ONNX fp32 with KV cache in {time.perf_counter() - started:.0f} s")

@@ -10,9 +10,7 @@ stops offering its checkpoints: from then on the stage cache reuses its result.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from llmpath import tracking
 
@@ -37,7 +35,7 @@ def save(run_id: str, step: int, model, optimizer, schedule) -> None:
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    folder = Path(tempfile.mkdtemp(prefix="llmpath-ckpt-"))
+    folder = tracking.scratch("ckpt-")
     weights = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items()}
     save_file(weights, folder / "adapter.safetensors")
     torch.save(optimizer.state_dict(), folder / "optimizer.pt")
@@ -74,7 +72,7 @@ def restore(
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    folder = tracking.download(found.uri)
+    folder = tracking.download(found.uri, fresh=True)  # a checkpoint path is rewritten
     set_peft_model_state_dict(model, load_file(folder / "adapter.safetensors"))
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     schedule.load_state_dict(torch.load(folder / "schedule.pt", weights_only=True))

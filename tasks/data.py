@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import tempfile
 from pathlib import Path
 
 from llmpath import data as d
@@ -150,7 +149,7 @@ def prepare(recipe: Recipe, run_id: str) -> PreparedData:
 
     splits, reports, report, base = check_data(recipe)
     markdown = report_markdown(report, recipe.model.max_length)
-    out = Path(tempfile.mkdtemp(prefix="llmpath-data-"))
+    out = tracking.scratch("data-")
     digest = hashlib.sha256()
     for name, rows in splits.items():
         frame = pd.DataFrame(rows, columns=["text", "label"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 from llmpath import tracking
@@ -30,7 +29,7 @@ def score(
     y_true, y_pred = [int(r["label"]) for r in rows], argmax(probs)
     metrics = classification_metrics(y_true, y_pred, recipe.data.labels)
     matrix = confusion_matrix(y_true, y_pred, len(recipe.data.labels))
-    folder = Path(tempfile.mkdtemp(prefix="llmpath-eval-"))
+    folder = tracking.scratch("eval-")
     (folder / "predictions.json").write_text(json.dumps({"y_true": y_true, "y_pred": y_pred}))
     (folder / "metrics.json").write_text(
         json.dumps({"metrics": metrics, "confusion_matrix": matrix}, indent=2)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 from bentos.classifier.runtime import OnnxTextClassifier
@@ -63,7 +62,7 @@ def export_version(recipe: Recipe, trained: TrainedModel, run_id: str) -> Export
         return export_chat(recipe, trained, run_id)
 
     model_dir = tracking.download_model(trained.model_uri)
-    out = Path(tempfile.mkdtemp(prefix="llmpath-onnx-"))
+    out = tracking.scratch("onnx-")
     export_onnx(model_dir, out / "fp32")
     if recipe.export.quantize:
         quantize_int8(out / "fp32", out / "int8", recipe.export)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 from llmpath import tracking
@@ -90,12 +90,16 @@ def build_bento(recipe: Recipe) -> PackagedBento:
         model_tag = str(bentoml.get(reused).info.models[0].tag)
         return PackagedBento(tag=reused, model_tag=model_tag, version=version)
     model_tag = import_champion(recipe, labels, tags)
-    ctx = Path(tempfile.mkdtemp(prefix="llmpath-bento-"))
+    ctx = tracking.scratch("bento-")
     service_dir, files, service_class = SERVICES[recipe.kind]
     for file in files:
         shutil.copy2(service_dir / file, ctx / file)
     config = {"model_tag": model_tag, "name": s.bento_name} | s.model_dump(exclude={"bento_name"})
     (ctx / "bento_config.json").write_text(json.dumps(config, indent=2))
+    # The build imports `service` (which imports `runtime`) from the build folder. A module of that name
+    # imported by an earlier build in this process (another kind, other settings) must not stand in for it.
+    for module in (*(Path(f).stem for f in files), "bento_config"):
+        sys.modules.pop(module, None)
     bento = bentoml.bentos.build(
         f"service:{service_class}",
         name=s.bento_name,

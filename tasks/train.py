@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
-import tempfile
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -220,7 +220,7 @@ def train(
                     if step >= steps:
                         break
         seconds = time.perf_counter() - started
-        out_dir = Path(tempfile.mkdtemp(prefix="llmpath-train-"))
+        out_dir = tracking.scratch("train-")
         model.save_pretrained(out_dir / "adapter", safe_serialization=True)
         tokenizer.save_pretrained(out_dir / "adapter")
         merged = objective.merged(model, recipe, base.path, out_dir / "adapter").to("cpu")
@@ -235,6 +235,7 @@ def train(
             pip_requirements=PIP_REQUIREMENTS,
             params={"base_revision": base.revision},
         )
+        shutil.rmtree(out_dir, ignore_errors=True)  # logged: the store has it now
         checkpoints.retire(run_id)  # finished: the stage cache reuses this result from now on
         done = steps - start
         mlflow.log_metrics(

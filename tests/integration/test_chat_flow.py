@@ -124,4 +124,45 @@ def test_chat_flow_trains_gates_measures_forms_and_packages(
 
     bento = bentoml.get(summary["bento"])
     assert bento.info.labels["form"] == shipped and bento.info.labels["version"] == "1"
+    assert [svc.name for svc in bento.info.services] == ["toy-bento"]
     assert (Path(bento.path) / "src" / "service.py").read_text().count("chat/completions") >= 1
+
+
+def test_qlora_4bit_finetune_on_cpu_merges_into_full_precision(home, tmp_path, monkeypatch, tiny_chat_model):
+    """QLoRA through the pipeline's own finetune stage: the frozen base is 4-bit nf4 (bitsandbytes on this
+    CPU), the adapter learns, and the registered model is the adapter merged into the fp32 base."""
+    import mlflow
+    import torch
+
+    from llmpath import tracking
+    from llmpath.causal import assistant_loss, load_causal
+    from tasks.data import prepare
+    from tasks.runs import pipeline_run
+    from tasks.train import read_split, train
+
+    monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
+    raw = chat_recipe(tmp_path, tiny_chat_model, "qlora", lora={"quantization": "4bit"})
+    recipe = parse_recipe(raw)
+    with pipeline_run(recipe) as run:
+        data = prepare(recipe, run.run_id)
+        trained = train(recipe, data, run.run_id)
+        run.summary = {}
+    client = mlflow.MlflowClient()
+    assert client.get_run(run.run_id).data.params["train.trainable_params"] != "0"
+    losses = [m.value for m in client.get_metric_history(run.run_id, "train_loss")]
+    assert len(losses) == trained.steps and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 1.0
+
+    # The adapter was trained against 4-bit weights...
+    adapter = json.loads((tracking.download(trained.adapter_uri) / "adapter_config.json").read_text())
+    assert adapter["task_type"] == "CAUSAL_LM" and adapter["r"] == 8
+    quantized, _ = load_causal(tiny_chat_model, "4bit")
+    assert type(quantized.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    # ...and the registered model is plain fp32 (no bitsandbytes layers), better than the base on validation.
+    merged, tokenizer = load_causal(tracking.download_model(trained.model_uri))
+    assert type(merged.model.layers[0].self_attn.q_proj) is torch.nn.Linear
+    assert merged.model.layers[0].self_attn.q_proj.weight.dtype == torch.float32
+    rows = read_split(data, "validation")
+    base, _ = load_causal(tiny_chat_model)
+    after, _ = assistant_loss(merged, rows, tokenizer.pad_token_id, 8)
+    before, _ = assistant_loss(base, rows, tokenizer.pad_token_id, 8)
+    assert after < before - 1.0

@@ -22,14 +22,69 @@ def write(tmp_path, text):
 
 
 def test_there_are_recipes():
-    assert {p.name for p in RECIPES} >= {"classify-sst2.yaml", "classify-sst2-smoke.yaml"}
+    assert {p.name for p in RECIPES} >= {
+        "classify-sst2.yaml",
+        "classify-sst2-smoke.yaml",
+        "chat-alpaca.yaml",
+        "chat-alpaca-smoke.yaml",
+        "chat-alpaca-qlora.yaml",
+        "chat-alpaca-zh.yaml",
+    }
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_validates(path):
     recipe = load_recipe(path)
     assert isinstance(recipe, Recipe)
-    assert recipe.data.labels and recipe.model.base
+    assert recipe.model.base and recipe.name == path.stem
+    if recipe.kind == "classify":
+        assert recipe.data.labels and recipe.eval.metric in {"accuracy", "macro_f1"}
+    else:
+        assert recipe.eval.metric == "rouge_l" and recipe.serve.bento_name.startswith("llmpath-chat")
+
+
+CHAT = """
+name: c
+kind: chat
+registered_model: c-model
+data: {train: a.json}
+model: {base: packaged:smollm2-135m-instruct}
+"""
+
+
+def test_chat_recipe_gets_chat_defaults_and_keeps_what_it_says(tmp_path):
+    recipe = load_recipe(write(tmp_path, CHAT))
+    assert recipe.eval.metric == "rouge_l" and recipe.export.min_agreement == 0.95
+    assert recipe.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert recipe.serve.bento_name == "llmpath-chat" and recipe.model.max_length == 512
+    assert recipe.lora.quantization == "none" and recipe.export.quantized_forms == [
+        "int8-weight",
+        "int4-weight",
+    ]
+    said = load_recipe(
+        write(tmp_path, CHAT + "lora: {r: 4, quantization: 4bit}\nmodel: {base: x, max_length: 64}\n")
+    )
+    assert said.lora.r == 4 and said.lora.quantization == "4bit" and said.model.max_length == 64
+    assert said.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (CHAT.replace("{train: a.json}", "{train: a.json, labels: [a, b]}"), "a chat recipe has no classes"),
+        (CHAT + "eval: {metric: accuracy}\n", "a chat recipe is gated on rouge_l"),
+        (MINIMAL + "eval: {metric: rouge_l}\n", "rouge_l is for chat recipes"),
+        (MINIMAL + "lora: {quantization: 4bit}\n", "QLoRA is for chat recipes"),
+        (MINIMAL.replace(", labels: [neg, pos]", ""), "a classify recipe names its classes"),
+        (CHAT + "lora: {quantization: 2bit}\n", "lora.quantization"),
+        (CHAT + "export: {quantized_forms: [int3]}\n", "export.quantized_forms.0"),
+        (CHAT.replace("{train: a.json}", "{train: a.json, columns: {answer: out}}"), "data.columns.answer"),
+    ],
+)
+def test_kind_specific_mistakes_are_named(tmp_path, text, message):
+    with pytest.raises(RecipeError, match=message) as err:
+        load_recipe(write(tmp_path, text))
+    assert "recipe.yaml" in str(err.value)
 
 
 def test_minimal_recipe_gets_defaults(tmp_path):
