@@ -7,7 +7,7 @@ RECIPE  ?= recipes/classify-sst2-smoke.yaml
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e lint serve serve-chat mlflow-ui bench bench-orchestration up down status clean
+.PHONY: install run test test-unit test-integration test-e2e lint serve serve-chat mlflow-ui bench bench-chat bench-train bench-orchestration up down status clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ mlflow-ui: $(STAMP)  ## MLflow UI on the embedded store: http://127.0.0.1:5000
 
 bench: $(STAMP)  ## inference benchmark of the sst2-classifier champion (run the quality recipe first)
 	$(BIN)/python bench/classify_inference.py
+
+bench-chat: $(STAMP)  ## chat generation: PyTorch vs ORT fp32 vs every quantized form (about 5 min)
+	$(BIN)/python bench/chat_generation.py
+
+bench-train: $(STAMP)  ## training tokens/s: the finetune stage vs a bare peft loop (about 5 min)
+	$(BIN)/python bench/train_throughput.py
 
 bench-orchestration: $(STAMP)  ## Prefect overhead and cached re-run of the smoke pipeline (about 5 min)
 	$(BIN)/python bench/orchestration.py --rounds 3

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
+
+def _session_dir(prefix: str) -> str:
+    """A temp folder for this test session, removed when it ends (a chat Bento alone is half a gigabyte)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 # Before any library import: offline, quiet, and a private BentoML store for the whole session.
-os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="llmpath-test-bentoml-"))
+if "BENTOML_HOME" not in os.environ:
+    os.environ["BENTOML_HOME"] = _session_dir("llmpath-test-bentoml-")
 # Prefect's persisted results and cache records of this session stay out of ~/.prefect.
-os.environ["PREFECT_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="llmpath-test-prefect-results-")
+os.environ["PREFECT_LOCAL_STORAGE_PATH"] = _session_dir("llmpath-test-prefect-results-")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ[_var] = "1"

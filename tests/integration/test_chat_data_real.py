@@ -1,0 +1,45 @@
+"""`llmpath validate` on the chat recipes' real data (SmolLM2's template): the chat data report, and bad chat rows
+refused by row and field before anything is trained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmpath.cli import main
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_validate_chinese_recipe_reports_conversations_and_truncation(shared_data, capsys):
+    assert main(["validate", str(ROOT / "recipes" / "chat-alpaca-zh.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "# Data report (chat)" in out and "alpaca_zh_demo.json | 1000 |" in out
+    train = next(line for line in out.splitlines() if line.startswith("| train |"))
+    cells = [c.strip() for c in train.strip("|").split("|")]
+    assert cells[1] == "600" and cells[2] == "1200"  # 600 sampled conversations of one user + one answer turn
+    assert cells[-1].endswith("truncated") and int(cells[-1].split()[0]) >= 0
+
+
+def test_bad_chat_rows_are_named_and_the_run_refused(tmp_path, capsys, monkeypatch):
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i in range(20)
+    ]
+    rows[3]["messages"][1]["role"] = "bot"
+    rows[7] = {"messages": [{"role": "assistant", "content": "answer first"}]}
+    (tmp_path / "chat.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "name: r\nkind: chat\nregistered_model: m\nmodel: {base: packaged:smollm2-135m-instruct}\n"
+        "data: {train: chat.jsonl}\n"
+    )
+    monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
+    assert main(["validate", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 20 rows invalid" in err
+    assert "row 4: messages[1].role: bad role 'bot'" in err
+    assert "row 8: messages: bad role order: the conversation must start with a user turn" in err
