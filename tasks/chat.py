@@ -426,7 +426,9 @@ def parity_chat(recipe: Recipe, exported: ExportedModel, candidate: Evaluation, 
     if not probes:
         raise ValueError("parity: the candidate evaluation answered no prompts (raise eval.max_prompts)")
     fp32_dir = tracking.download(exported.fp32_uri)
-    stop = [int(json.loads((fp32_dir / "config.json").read_text())["eos_token_id"])]
+    from transformers import AutoTokenizer
+
+    stop = [AutoTokenizer.from_pretrained(fp32_dir).eos_token_id]  # as in evaluation and in the service
     forms = {"fp32": exported.fp32_uri} | exported.quantized
     scores = {form: measure_form(tracking.download(uri), probes, stop) for form, uri in forms.items()}
     flat = {f"parity.{form}.{k}": v for form, s in scores.items() for k, v in s.items()}
