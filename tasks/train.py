@@ -178,6 +178,10 @@ def train(
                 "train.trainable_params": trainable,
                 "train.all_params": total,
                 "train.device": str(device),
+                # QLoRA: how many frozen base layers train in 4-/8-bit (bitsandbytes); 0 for plain LoRA.
+                "train.quantized_layers": sum(
+                    type(m).__module__.startswith("bitsandbytes.") for m in model.modules()
+                ),
             }
         )
         if start:

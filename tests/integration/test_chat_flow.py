@@ -88,6 +88,7 @@ def test_chat_flow_trains_gates_measures_forms_and_packages(
     client = mlflow.MlflowClient()
     run = client.get_run(summary["mlflow run"])
     metrics, tags = run.data.metrics, run.data.tags
+    assert run.data.params["train.quantized_layers"] == "0"  # plain LoRA: the base stays fp32
     # Data: 120 good rows, 2 broken ones named by row and field; a 10% validation split.
     assert metrics["data.dropped_rows"] == 2
     assert metrics["data.train_rows"] + metrics["data.validation_rows"] == 120
@@ -128,9 +129,12 @@ def test_chat_flow_trains_gates_measures_forms_and_packages(
     assert (Path(bento.path) / "src" / "service.py").read_text().count("chat/completions") >= 1
 
 
-def test_qlora_4bit_finetune_on_cpu_merges_into_full_precision(home, tmp_path, monkeypatch, tiny_chat_model):
-    """QLoRA through the pipeline's own finetune stage: the frozen base is 4-bit nf4 (bitsandbytes on this
-    CPU), the adapter learns, and the registered model is the adapter merged into the fp32 base."""
+@pytest.mark.parametrize("bits, layer", [("4bit", "Linear4bit"), ("8bit", "Linear8bitLt")])
+def test_qlora_finetune_on_cpu_merges_into_full_precision(
+    home, tmp_path, monkeypatch, tiny_chat_model, bits, layer
+):
+    """QLoRA through the pipeline's own finetune stage: the frozen base is 4-bit nf4 or 8-bit (bitsandbytes on
+    this CPU), the adapter learns, and the registered model is the adapter merged into the fp32 base."""
     import mlflow
     import torch
 
@@ -141,22 +145,24 @@ def test_qlora_4bit_finetune_on_cpu_merges_into_full_precision(home, tmp_path, m
     from tasks.train import read_split, train
 
     monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
-    raw = chat_recipe(tmp_path, tiny_chat_model, "qlora", lora={"quantization": "4bit"})
+    raw = chat_recipe(tmp_path, tiny_chat_model, f"qlora-{bits}", lora={"quantization": bits})
     recipe = parse_recipe(raw)
     with pipeline_run(recipe) as run:
         data = prepare(recipe, run.run_id)
         trained = train(recipe, data, run.run_id)
         run.summary = {}
     client = mlflow.MlflowClient()
-    assert client.get_run(run.run_id).data.params["train.trainable_params"] != "0"
+    params = client.get_run(run.run_id).data.params
+    assert params["train.trainable_params"] != "0"
+    assert int(params["train.quantized_layers"]) == 14  # 2 layers x 7 projections; lm_head stays fp32
     losses = [m.value for m in client.get_metric_history(run.run_id, "train_loss")]
     assert len(losses) == trained.steps and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 1.0
 
-    # The adapter was trained against 4-bit weights...
+    # The adapter was trained against quantized weights (above) with the layers load_causal gives...
     adapter = json.loads((tracking.download(trained.adapter_uri) / "adapter_config.json").read_text())
     assert adapter["task_type"] == "CAUSAL_LM" and adapter["r"] == 8
-    quantized, _ = load_causal(tiny_chat_model, "4bit")
-    assert type(quantized.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    quantized, _ = load_causal(tiny_chat_model, bits)
+    assert type(quantized.model.layers[0].self_attn.q_proj).__name__ == layer
     # ...and the registered model is plain fp32 (no bitsandbytes layers), better than the base on validation.
     merged, tokenizer = load_causal(tracking.download_model(trained.model_uri))
     assert type(merged.model.layers[0].self_attn.q_proj) is torch.nn.Linear
