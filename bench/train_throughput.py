@@ -14,8 +14,10 @@ bare and stage so machine-load drift hits both alike; each side runs in a fresh 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -107,6 +109,7 @@ def main() -> int:
         return 0
 
     home = Path(tempfile.mkdtemp(prefix="llmpath-bench-train-"))
+    atexit.register(shutil.rmtree, home, True)  # the throwaway store holds a model per round
     os.environ["LLMPATH_HOME"] = str(home)  # a throwaway MLflow store, shared by the workers
     from llmpath import settings
     from llmpath.config import load_recipe
