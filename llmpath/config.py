@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class RecipeError(ValueError):
@@ -121,10 +121,18 @@ class ExportConfig(Section):
         "lm_head kept fp32; int8-dynamic: dynamic int8 MatMul, per-channel.",
     )
     block_size: int = Field(32, ge=16, description="chat: weight-only quantization block (power of two).")
+
     probe_prompts: int = Field(16, gt=0, description="chat: prompts of the parity probe set.")
     prefer: Literal["speed", "size"] = Field(
         "speed", description="chat: among forms that pass parity, ship the fastest or the smallest."
     )
+
+    @field_validator("block_size")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError(f"must be a power of two (16, 32, 64, 128), not {value}")
+        return value
 
 
 class ServeConfig(Section):
@@ -137,7 +145,7 @@ class ServeConfig(Section):
     max_chars: int = Field(2000, gt=0)
     max_batch_size: int = Field(32, gt=0)
     max_latency_ms: int = Field(1000, gt=0)
-    max_input_tokens: int = Field(1024, gt=0, description="chat: longer conversations get 413/422.")
+    max_input_tokens: int = Field(1024, gt=0, description="chat: longer conversations get a 400.")
     max_new_tokens: int = Field(256, gt=0, description="chat: the cap on a request's max_tokens.")
 
 

@@ -78,6 +78,7 @@ def test_chat_recipe_gets_chat_defaults_and_keeps_what_it_says(tmp_path):
         (MINIMAL.replace(", labels: [neg, pos]", ""), "a classify recipe names its classes"),
         (CHAT + "lora: {quantization: 2bit}\n", "lora.quantization"),
         (CHAT + "export: {quantized_forms: [int3]}\n", "export.quantized_forms.0"),
+        (CHAT + "export: {block_size: 48}\n", "export.block_size: Value error, must be a power of two"),
         (CHAT.replace("{train: a.json}", "{train: a.json, columns: {answer: out}}"), "data.columns.answer"),
     ],
 )
