@@ -121,7 +121,6 @@ class ExportConfig(Section):
         "lm_head kept fp32; int8-dynamic: dynamic int8 MatMul, per-channel.",
     )
     block_size: int = Field(32, ge=16, description="chat: weight-only quantization block (power of two).")
-
     probe_prompts: int = Field(16, gt=0, description="chat: prompts of the parity probe set.")
     prefer: Literal["speed", "size"] = Field(
         "speed", description="chat: among forms that pass parity, ship the fastest or the smallest."
