@@ -139,7 +139,7 @@ class ChatReport(ValidationReport):
 
 def validate_conversations(rows: list[dict[str, Any]], cols: ChatColumns, file: str) -> ChatReport:
     report = ChatReport(file=file, rows=len(rows))
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # conversation -> first row
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
             report.issues.append(RowIssue(file, number, "(row)", "wrong type: expected an object"))
@@ -151,9 +151,9 @@ def validate_conversations(rows: list[dict[str, Any]], cols: ChatColumns, file: 
         key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
         if key in seen:
             report.duplicates += 1
-            report.issues.append(RowIssue(file, number, "(row)", "duplicate of an earlier conversation"))
+            report.issues.append(RowIssue(file, number, "(row)", f"duplicate: same as row {seen[key]}"))
             continue
-        seen.add(key)
+        seen[key] = number
         report.kept.append(messages)
     return report
 

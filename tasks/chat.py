@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import time
 from pathlib import Path
 
@@ -42,44 +41,14 @@ def columns(cfg: DataConfig) -> ChatColumns:
     return ChatColumns(format=cfg.chat_format, **cfg.columns)
 
 
-def load_conversations(cfg: DataConfig, name: str) -> ChatReport:
-    from llmpath import data as d
-
-    if cfg.hub:
-        from datasets import load_dataset
-
-        rows, label = load_dataset(cfg.hub, split=name).to_list(), f"hub:{cfg.hub}[{name}]"
-    else:
-        path = d.resolve_path(name)
-        rows, label = d.load_rows(path, cfg.format), str(path)
-    report = validate_conversations(rows, columns(cfg), label)
-    d.check_threshold(report, cfg)
-    return report
-
-
 def split_conversations(cfg: DataConfig) -> tuple[dict[str, list], list[ChatReport]]:
     """Validated, deterministic train/validation conversations (a validation file, or a seeded split)."""
-    from tasks.data import _sample
+    from tasks.data import load_splits
 
-    train = load_conversations(cfg, cfg.train)
-    reports = [train]
-    if cfg.validation:
-        val = load_conversations(cfg, cfg.validation)
-        reports.append(val)
-        train_rows, val_rows = train.kept, val.kept
-    else:
-        shuffled = train.kept[:]
-        random.Random(cfg.seed).shuffle(shuffled)
-        n_val = max(1, int(len(shuffled) * cfg.validation_fraction))
-        val_rows, train_rows = shuffled[:n_val], shuffled[n_val:]
-    held_out = {_key(m) for m in val_rows}
-    before = len(train_rows)
-    train_rows = [m for m in train_rows if _key(m) not in held_out]
-    train.leaked = before - len(train_rows)
-    return {
-        "train": _sample(train_rows, cfg.max_train_rows, cfg.seed),
-        "validation": _sample(val_rows, cfg.max_validation_rows, cfg.seed),
-    }, reports
+    def validate(rows: list[dict], cfg: DataConfig, label: str) -> ChatReport:
+        return validate_conversations(rows, columns(cfg), label)
+
+    return load_splits(cfg, validate, key=_key)
 
 
 def _key(messages: list[dict[str, str]]) -> str:
@@ -120,6 +89,7 @@ def check_chat_data(recipe: Recipe):
     from transformers import AutoTokenizer
 
     from llmpath.sources import resolve_model
+    from tasks.data import file_rows
 
     splits, reports = split_conversations(recipe.data)
     base = resolve_model(recipe.model.base, recipe.model.revision)
@@ -139,16 +109,7 @@ def check_chat_data(recipe: Recipe):
             "assistant_tokens": sum(sum(1 for x in r["labels"] if x != -100) for r in rows),
             "tokens": _percentiles([len(r["input_ids"]) for r in rows]),
         } | counts
-    for r in reports:
-        report["files"].append(
-            {
-                "file": r.file,
-                "rows": r.rows,
-                "kept": len(r.kept) - r.leaked,
-                "dropped": r.rows - len(r.kept) + r.leaked,
-                "why": r.counts() | ({"also in validation": r.leaked} if r.leaked else {}),
-            }
-        )
+    report["files"] = file_rows(reports)
     return rendered, reports, report, base
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from llmpath import data as d
 from llmpath import tracking
@@ -14,8 +16,10 @@ from tasks.publish import publish_markdown
 from tasks.results import PreparedData
 from tasks.stages import stage
 
+Validate = Callable[[list[dict], DataConfig, str], d.ValidationReport]
 
-def _load_split(cfg: DataConfig, name: str) -> d.ValidationReport:
+
+def _load_split(cfg: DataConfig, name: str, validate: Validate) -> d.ValidationReport:
     if cfg.hub:
         from datasets import load_dataset
 
@@ -24,23 +28,28 @@ def _load_split(cfg: DataConfig, name: str) -> d.ValidationReport:
     else:
         path = d.resolve_path(name)
         rows, label = d.load_rows(path, cfg.format), str(path)
-    report = d.validate_rows(rows, cfg, label)
+    report = validate(rows, cfg, label)
     d.check_threshold(report, cfg)
     return report
 
 
-def _sample(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
+def _sample(rows: list, limit: int | None, seed: int) -> list:
     if limit is None or len(rows) <= limit:
         return rows
     return random.Random(seed).sample(rows, limit)
 
 
-def load_splits(cfg: DataConfig) -> tuple[dict[str, list[dict]], list[d.ValidationReport]]:
-    """Validated, deterministic train/validation splits plus the per-file reports."""
-    train = _load_split(cfg, cfg.train)
+def load_splits(
+    cfg: DataConfig,
+    validate: Validate = d.validate_rows,
+    key: Callable[[Any], str] = lambda row: row["text"],
+) -> tuple[dict[str, list], list[d.ValidationReport]]:
+    """Validated, deterministic train/validation splits plus the per-file reports. `validate` turns a file's
+    rows into kept items (classify: text/label rows; chat: conversations); `key` says when two are the same."""
+    train = _load_split(cfg, cfg.train, validate)
     reports = [train]
     if cfg.validation:
-        val = _load_split(cfg, cfg.validation)
+        val = _load_split(cfg, cfg.validation, validate)
         reports.append(val)
         train_rows, val_rows = train.kept, val.kept
     else:
@@ -48,18 +57,32 @@ def load_splits(cfg: DataConfig) -> tuple[dict[str, list[dict]], list[d.Validati
         random.Random(cfg.seed).shuffle(shuffled)
         n_val = max(1, int(len(shuffled) * cfg.validation_fraction))
         val_rows, train_rows = shuffled[:n_val], shuffled[n_val:]
-    # A text seen in validation must not be trained on, or the evaluation flatters the model.
-    held_out = {r["text"] for r in val_rows}
-    leaked = sum(1 for r in train_rows if r["text"] in held_out)
+    # An item seen in validation must not be trained on, or the evaluation flatters the model.
+    held_out = {key(r) for r in val_rows}
+    leaked = sum(1 for r in train_rows if key(r) in held_out)
     if leaked:
-        train_rows = [r for r in train_rows if r["text"] not in held_out]
-        print(f"dropped {leaked} training rows whose text is also in validation")
+        train_rows = [r for r in train_rows if key(r) not in held_out]
+        print(f"dropped {leaked} training rows that are also in validation")
     train.leaked = leaked
     splits = {
         "train": _sample(train_rows, cfg.max_train_rows, cfg.seed),
         "validation": _sample(val_rows, cfg.max_validation_rows, cfg.seed),
     }
     return splits, reports
+
+
+def file_rows(reports: list[d.ValidationReport]) -> list[dict]:
+    """The data report's per-file table: rows read, kept, dropped, and why."""
+    return [
+        {
+            "file": r.file,
+            "rows": r.rows,
+            "kept": len(r.kept) - r.leaked,
+            "dropped": r.rows - len(r.kept) + r.leaked,
+            "why": r.counts() | ({"also in validation": r.leaked} if r.leaked else {}),
+        }
+        for r in reports
+    ]
 
 
 def token_length_percentiles(texts: list[str], tokenizer, max_length: int) -> dict[str, float]:
@@ -84,16 +107,7 @@ def build_report(
             "labels": dict(zip(labels, counts, strict=True)),
             "tokens": token_length_percentiles([r["text"] for r in rows], tokenizer, recipe.model.max_length),
         }
-    for r in reports:
-        report["files"].append(
-            {
-                "file": r.file,
-                "rows": r.rows,
-                "kept": len(r.kept) - r.leaked,
-                "dropped": r.rows - len(r.kept) + r.leaked,
-                "why": r.counts() | ({"also in validation": r.leaked} if r.leaked else {}),
-            }
-        )
+    report["files"] = file_rows(reports)
     return report
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +98,48 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def smoke_run(flow, recipe_file: str, tmp_path_factory):
+    """Run one of the repository's recipes through its flow in a fresh home; yields (recipe, summary, seconds)."""
+    from llmpath.config import load_recipe
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LLMPATH_HOME", str(tmp_path_factory.mktemp("home")))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    recipe = load_recipe(ROOT / "recipes" / recipe_file)
+    started = time.perf_counter()
+    summary = flow(recipe)
+    try:
+        yield recipe, summary, time.perf_counter() - started
+    finally:
+        mp.undo()
+
+
+@contextlib.contextmanager
+def llmpath_serve(service: str, tmp_path_factory, timeout: float = 90.0):
+    """`llmpath serve SERVICE` (the last built Bento of that service) on a free port; yields its base URL."""
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("llmpath")), "serve", service, "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, proc, log, timeout)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 def wait_ready(base: str, proc, log: Path, timeout: float = 90.0) -> None:

@@ -4,18 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from flows.chat import chat
-from llmpath.config import load_recipe
-from tests.conftest import free_port, wait_ready
+from tests.conftest import llmpath_serve, smoke_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,15 +19,8 @@ QUESTION = [{"role": "user", "content": "Name three primary colors."}]
 
 @pytest.fixture(scope="module")
 def pipeline(shared_data, prefect_harness, tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("home")
-    mp.setenv("LLMPATH_HOME", str(home))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    recipe = load_recipe(ROOT / "recipes" / "chat-alpaca-smoke.yaml")
-    started = time.perf_counter()
-    summary = chat(recipe)
-    yield recipe, summary, time.perf_counter() - started
-    mp.undo()
+    with smoke_run(chat, "chat-alpaca-smoke.yaml", tmp_path_factory) as run:
+        yield run
 
 
 def test_smoke_flow_tunes_gates_exports_and_packages(pipeline):
@@ -71,21 +59,10 @@ def test_smoke_flow_tunes_gates_exports_and_packages(pipeline):
 
 @pytest.fixture(scope="module")
 def server(pipeline, tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    llmpath_cli = str(Path(sys.executable).with_name("llmpath"))
-    with log.open("w") as out:
-        proc = subprocess.Popen(  # the last built chat Bento: this run's
-            [llmpath_cli, "serve", "chat", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(base, proc, log, timeout=180)
-    yield base
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=30)
+    with llmpath_serve(
+        "chat", tmp_path_factory, timeout=180
+    ) as base:  # the last built chat Bento: this run's
+        yield base
 
 
 def test_openai_client_json_and_stream_give_the_same_greedy_answer(server, pipeline):

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from flows.classify import classify
-from llmpath.config import load_recipe
-from tests.conftest import free_port, wait_ready
+from tests.conftest import llmpath_serve, smoke_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,15 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def pipeline(shared_data, prefect_harness, tmp_path_factory):
     """Run the smoke recipe once; the tests below read what it left in MLflow and BentoML."""
-    mp = pytest.MonkeyPatch()
-    home = tmp_path_factory.mktemp("home")
-    mp.setenv("LLMPATH_HOME", str(home))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    recipe = load_recipe(ROOT / "recipes" / "classify-sst2-smoke.yaml")
-    started = time.perf_counter()
-    summary = classify(recipe)
-    yield recipe, summary, time.perf_counter() - started
-    mp.undo()
+    with smoke_run(classify, "classify-sst2-smoke.yaml", tmp_path_factory) as run:
+        yield run
 
 
 def test_smoke_flow_registers_promotes_exports_and_packages(pipeline):
@@ -59,22 +47,8 @@ def test_smoke_flow_registers_promotes_exports_and_packages(pipeline):
 
 @pytest.fixture(scope="module")
 def server(pipeline, tmp_path_factory):
-    _, summary, _ = pipeline
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    llmpath_cli = str(Path(sys.executable).with_name("llmpath"))
-    with log.open("w") as out:
-        proc = subprocess.Popen(  # `llmpath serve classifier` serves the last built Bento: this run's
-            [llmpath_cli, "serve", "classifier", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(base, proc, log)
-    yield base
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=30)
+    with llmpath_serve("classifier", tmp_path_factory) as base:  # the last built Bento: this run's
+        yield base
 
 
 def test_classify_endpoint_answers(server):

@@ -21,7 +21,9 @@ def test_validate_chinese_recipe_reports_conversations_and_truncation(shared_dat
     train = next(line for line in out.splitlines() if line.startswith("| train |"))
     cells = [c.strip() for c in train.strip("|").split("|")]
     assert cells[1] == "600" and cells[2] == "1200"  # 600 sampled conversations of one user + one answer turn
-    assert cells[-1].endswith("truncated") and int(cells[-1].split()[0]) >= 0
+    # Cut conversations are exactly max_length long (768): the longest row says so.
+    truncated, longest = int(cells[-1].split()[0]), float(cells[4].split("/")[-1])
+    assert cells[-1].endswith("truncated") and truncated > 0 and longest == 768
 
 
 def test_bad_chat_rows_are_named_and_the_run_refused(tmp_path, capsys, monkeypatch):

@@ -74,6 +74,6 @@ def test_validation_reports_rows_by_number_and_drops_duplicates():
     assert report.rows == 5 and len(report.kept) == 2 and report.duplicates == 1
     assert [str(i) for i in report.issues] == [
         "alpaca.json: row 2: output: empty text",
-        "alpaca.json: row 3: (row): duplicate of an earlier conversation",
+        "alpaca.json: row 3: (row): duplicate: same as row 1",
         "alpaca.json: row 4: (row): wrong type: expected an object",
     ]
