@@ -2,5 +2,6 @@
 
 from flows.chat import chat
 from flows.classify import classify
+from flows.rag import rag
 
-FLOWS = {"classify": classify, "chat": chat}
+FLOWS = {"classify": classify, "chat": chat, "rag": rag}

@@ -23,7 +23,12 @@ def _check_sources(recipe) -> None:
     from llmpath.data import resolve_path
     from llmpath.sources import resolve_model
 
-    if not recipe.data.hub:
+    if recipe.kind == "rag":
+        from llmpath.corpus import source_path
+
+        for src in recipe.corpus.sources:
+            source_path(src)
+    elif not recipe.data.hub:
         for name in filter(None, (recipe.data.train, recipe.data.validation)):
             resolve_path(name)
     resolve_model(recipe.model.base, recipe.model.revision)
@@ -38,6 +43,15 @@ def cmd_validate(args) -> int:
     recipe = _recipe(args)
     validate_routing(recipe)
     print(f"{args.recipe}: recipe OK ({recipe.kind}, model {recipe.model.base})")
+    if recipe.kind == "rag":
+        from tasks.rag import check_corpus
+
+        corpus, _, _, markdown = check_corpus(recipe)
+        print(markdown)
+        for issue in corpus.issues[:20]:
+            print(f"  {issue}")
+        print("Corpus OK. Next: llmpath run " + args.recipe)
+        return 0
     _, reports, report, _ = check_data(recipe)
     print(report_markdown(report, recipe.model.max_length, recipe.data.overflow))
     for report in reports:
@@ -74,7 +88,8 @@ def cmd_run(args) -> int:
     from flows import FLOWS
 
     summary = FLOWS[recipe.kind](recipe)
-    print("Next: `llmpath serve classifier` to serve the champion; `make mlflow-ui` to compare runs.")
+    service = next(name for name, (_, kind, _) in SERVICES.items() if kind == recipe.kind)
+    print(f"Next: `llmpath serve {service}` to serve the champion; `make mlflow-ui` to compare runs.")
     return 0 if summary else 1
 
 
@@ -138,9 +153,10 @@ def cmd_trigger(args) -> int:
     return remote.trigger(recipe, wait=not args.no_wait)
 
 
-SERVICES = {  # service -> (the smoke recipe that builds its Bento, its routes)
-    "classifier": ("classify-sst2-smoke.yaml", "POST /classify"),
-    "chat": ("chat-alpaca-smoke.yaml", "POST /v1/chat/completions /generate, OpenAI base URL /v1"),
+SERVICES = {  # service -> (the smoke recipe that builds its Bento, its recipe kind, its routes)
+    "classifier": ("classify-sst2-smoke.yaml", "classify", "POST /classify"),
+    "chat": ("chat-alpaca-smoke.yaml", "chat", "POST /v1/chat/completions /generate, OpenAI base URL /v1"),
+    "rag": ("rag-squad-smoke.yaml", "rag", "POST /search /ask /model"),
 }
 
 
@@ -157,7 +173,7 @@ def cmd_serve(args) -> int:
         bentos = sorted(bentoml.list(name), key=lambda b: b.info.creation_time)
     except NotFound:
         bentos = []
-    recipe, routes = SERVICES[args.service]
+    recipe, _, routes = SERVICES[args.service]
     if not bentos:
         print(f"No Bento named {name!r} yet. Build one: llmpath run recipes/{recipe}", file=sys.stderr)
         return 2

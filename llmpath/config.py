@@ -93,8 +93,12 @@ class TrainConfig(Section):
 class EvalConfig(Section):
     """Evaluation and the promotion gate."""
 
-    metric: Literal["accuracy", "macro_f1", "rouge_l"] = Field(
-        "accuracy", description="Higher is better. classify: accuracy or macro_f1; chat: rouge_l."
+    metric: Literal["accuracy", "macro_f1", "rouge_l", "recall_at_5"] = Field(
+        "accuracy",
+        description="Higher is better. classify: accuracy or macro_f1; chat: rouge_l; rag: recall_at_5.",
+    )
+    floor: float = Field(
+        0.0, ge=0, le=1, description="rag: recall@5 an index needs before `champion` may point at it."
     )
     min_improvement: float = Field(0.0, ge=0, description="Candidate must beat base and champion by this.")
     batch_size: int = Field(64, gt=0)
@@ -148,6 +152,98 @@ class ServeConfig(Section):
     max_new_tokens: int = Field(256, gt=0, description="chat: the cap on a request's max_tokens.")
 
 
+class CorpusSource(Section):
+    """One corpus source: SQuAD JSON, a folder of Markdown/text files, or JSONL with a text field."""
+
+    path: str = Field(description="File or folder under the data root (or absolute).")
+    format: Literal["auto", "squad", "folder", "jsonl"] = Field(
+        "auto", description="auto: a folder, *.jsonl, or SQuAD-format *.json."
+    )
+    text_field: str = Field("text", description="jsonl: the field holding the text.")
+    id_field: str | None = Field(None, description="jsonl: a field naming each document (default: row).")
+    questions: bool = Field(True, description="squad: its questions become the evaluation set.")
+    max_documents: int | None = Field(None, gt=0, description="Keep the first N documents.")
+
+
+class CorpusConfig(Section):
+    """rag: what gets indexed and how it is cut into chunks."""
+
+    sources: list[CorpusSource] = Field(min_length=1)
+    chunking: Literal["paragraph", "tokens"] = Field(
+        "paragraph",
+        description="paragraph: one chunk per paragraph (longer ones are cut into token windows); "
+        "tokens: windows of chunk_tokens with chunk_overlap over each document.",
+    )
+    chunk_tokens: int = Field(256, ge=16, le=512, description="Window size in embedder tokens.")
+    chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive windows.")
+    min_chars: int = Field(20, ge=1, description="Shorter chunks are dropped (headings, blank lines).")
+    max_questions: int | None = Field(None, gt=0, description="Evaluate on the first N questions.")
+    max_invalid_fraction: float = Field(
+        0.01, ge=0, le=1, description="Unusable documents above this share fail the run; below, skipped."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> CorpusConfig:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError(
+                f"corpus.chunk_overlap ({self.chunk_overlap}) must be below chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
+
+class IndexConfig(Section):
+    """rag: the embedder's batches and the Milvus collection each build writes."""
+
+    uri: str | None = Field(
+        None,
+        description="Milvus server URI (http://host:19530). Default: a Milvus Lite file, "
+        "`LLMPATH_MILVUS_URI` or <LLMPATH_HOME>/milvus/llmpath.db.",
+    )
+    type: Literal["FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"] = "HNSW"
+    metric: Literal["COSINE", "IP", "L2"] = "COSINE"
+    params: dict[str, int] = Field(
+        default_factory=dict,
+        description="Build parameters, e.g. {M: 16, efConstruction: 200} or {nlist: 64}.",
+    )
+    search_params: dict[str, int] = Field(
+        default_factory=dict, description="Search parameters, e.g. {ef: 64} or {nprobe: 16}."
+    )
+    embed_batch_size: int = Field(64, gt=0)
+    write_batch_size: int = Field(256, gt=0, description="Rows per upsert.")
+    onnx: bool = Field(False, description="Embed through the ONNX export (checked against PyTorch first).")
+    min_cosine: float = Field(0.99, gt=0, le=1, description="ONNX vs PyTorch cosine every text must reach.")
+
+
+class AskConfig(Section):
+    """rag: answering with retrieved passages and the chat model (evaluation and `/ask`)."""
+
+    chat_model: str = Field(
+        "packaged:smollm2-135m-instruct",
+        description="`registry:NAME` (that chat model's champion ONNX form), `packaged:NAME` or a local "
+        "folder (exported to ONNX once and cached).",
+    )
+    prompt_template: str = Field(
+        "Answer the question with a short phrase taken from the context.\n\nContext:\n{context}\n\n"
+        "Question: {question}",
+        description="The user message; {context} gets the numbered passages, {question} the question.",
+    )
+    closed_book_template: str = Field(
+        "Answer the question with a short phrase.\n\nQuestion: {question}",
+        description="The same question without retrieval, for the closed-book comparison.",
+    )
+    k: int = Field(3, gt=0, le=20, description="Passages put into the prompt.")
+    sample: int = Field(16, ge=0, description="Questions answered in evaluation (0 skips it).")
+    max_new_tokens: int = Field(32, gt=0, le=512)
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _has_fields(cls, value: str) -> str:
+        missing = [f for f in ("{context}", "{question}") if f not in value]
+        if missing:
+            raise ValueError(f"must contain {' and '.join(missing)}")
+        return value
+
+
 class RoutingConfig(Section):
     """Which Prefect work pool runs which stage when the pipeline runs under a deployment. A stage not listed
     runs in the flow's own process. With no live worker on its pool, a GPU-preferring stage runs on CPU."""
@@ -165,33 +261,43 @@ CHAT_DEFAULTS: dict[str, dict[str, Any]] = {
     "export": {"min_agreement": 0.95},
     "serve": {"bento_name": "llmpath-chat", "max_chars": 8000},
 }
+RAG_DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {"base": "packaged:all-minilm-l6-v2", "max_length": 256},
+    "eval": {"metric": "recall_at_5", "floor": 0.5},
+    "serve": {"bento_name": "llmpath-rag", "max_chars": 2000, "max_input_tokens": 1536},
+    "routing": {"pools": {}},
+}
+DEFAULTS = {"chat": CHAT_DEFAULTS, "rag": RAG_DEFAULTS}
 
 
 class Recipe(Section):
     """A whole run: which flow, which model name in the registry, and one section per stage."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    kind: Literal["classify", "chat"] = "classify"
+    kind: Literal["classify", "chat", "rag"] = "classify"
     registered_model: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     experiment: str | None = Field(None, description="MLflow experiment; default: the recipe name.")
-    data: DataConfig
-    model: ModelConfig
+    data: DataConfig | None = Field(None, description="classify and chat: the training data.")
+    model: ModelConfig = Field(description="The base model (rag: the embedder).")
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     export: ExportConfig = ExportConfig()
     serve: ServeConfig = ServeConfig()
     routing: RoutingConfig = RoutingConfig()
+    corpus: CorpusConfig | None = Field(None, description="rag: the documents to index.")
+    index: IndexConfig = IndexConfig()
+    ask: AskConfig = AskConfig()
 
     @model_validator(mode="before")
     @classmethod
     def _defaults_of_the_kind(cls, raw: Any) -> Any:
-        """A chat recipe starts from chat defaults (gate metric, LoRA targets, parity floor, Bento name);
-        whatever the recipe says still wins."""
-        if not isinstance(raw, dict) or raw.get("kind") != "chat":
+        """A chat or rag recipe starts from its kind's defaults (gate metric, LoRA targets, parity floor,
+        embedder, Bento name); whatever the recipe says still wins."""
+        if not isinstance(raw, dict) or raw.get("kind") not in DEFAULTS:
             return raw
         raw = dict(raw)
-        for section, defaults in CHAT_DEFAULTS.items():
+        for section, defaults in DEFAULTS[raw["kind"]].items():
             given = raw.get(section)
             if given is None or isinstance(given, dict):
                 raw[section] = defaults | (given or {})
@@ -205,6 +311,20 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _sections_fit_the_kind(self) -> Recipe:
+        if self.kind == "rag":
+            if self.corpus is None:
+                raise ValueError("corpus: a rag recipe names its sources, e.g. [{path: squad/dev.json}]")
+            if self.data is not None:
+                raise ValueError("data: a rag recipe indexes `corpus` (remove the data section)")
+            if self.eval.metric != "recall_at_5":
+                raise ValueError("eval.metric: a rag recipe is gated on recall_at_5")
+            return self
+        if self.corpus is not None:
+            raise ValueError(f"corpus: only rag recipes index a corpus, not {self.kind}")
+        if self.data is None:
+            raise ValueError(f"data: a {self.kind} recipe needs a data section (data.train at least)")
+        if self.eval.metric == "recall_at_5":
+            raise ValueError("eval.metric: recall_at_5 is for rag recipes")
         if self.kind == "classify":
             if not self.data.labels:
                 raise ValueError(
@@ -227,7 +347,7 @@ class Recipe(Section):
 
     @property
     def uses_hub(self) -> bool:
-        return bool(self.data.hub) or self.model.base.startswith("hub:")
+        return bool(self.data and self.data.hub) or self.model.base.startswith("hub:")
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -158,3 +158,39 @@ def plot_forms(scores: dict[str, dict[str, float]], floor: float):
         ax.tick_params(axis="x", rotation=20)
     fig.tight_layout()
     return fig
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's answer normalization: lower case, no punctuation, no articles, single spaces."""
+    text = _PUNCTUATION.sub(" ", text.lower())
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def exact_match(prediction: str, references: Sequence[str]) -> float:
+    """1.0 when the normalized prediction equals any normalized reference."""
+    guess = normalize_answer(prediction)
+    return float(any(guess == normalize_answer(r) for r in references))
+
+
+def token_f1(prediction: str, references: Sequence[str]) -> float:
+    """SQuAD token F1 against the best-matching reference (bag of normalized tokens)."""
+    from collections import Counter
+
+    guess = normalize_answer(prediction).split()
+    best = 0.0
+    for reference in references:
+        truth = normalize_answer(reference).split()
+        common = sum((Counter(guess) & Counter(truth)).values())
+        if not guess or not truth:
+            score = float(guess == truth)
+        elif common == 0:
+            score = 0.0
+        else:
+            precision, recall = common / len(guess), common / len(truth)
+            score = 2 * precision * recall / (precision + recall)
+        best = max(best, score)
+    return best

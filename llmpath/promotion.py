@@ -41,3 +41,20 @@ def decide(
         )
     against = "no champion yet" if champion is None else f"champion v{champion_version} {champion:.4f}"
     return make(True, f"{metric} {candidate:.4f} beats base {base:.4f} and {against}")
+
+
+def decide_floor(
+    metric: str, candidate: float, floor: float, champion: float | None, champion_version: str | None = None
+) -> Decision:
+    """rag: an index may become champion when it reaches the floor and is not below the champion (an equal
+    score promotes: a rebuilt index with the same recall is as good, and newer)."""
+
+    def make(promote: bool, reason: str) -> Decision:
+        return Decision(promote, reason, metric, candidate, floor, champion, champion_version)
+
+    if candidate < floor:
+        return make(False, f"{metric} {candidate:.4f} is below the floor {floor:.4f} (eval.floor)")
+    if champion is not None and candidate < champion:
+        return make(False, f"{metric} {candidate:.4f} is below champion v{champion_version} {champion:.4f}")
+    against = "no champion yet" if champion is None else f"champion v{champion_version} {champion:.4f}"
+    return make(True, f"{metric} {candidate:.4f} reaches the floor {floor:.4f} and {against}")

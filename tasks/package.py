@@ -19,9 +19,14 @@ BENTOS = Path(__file__).resolve().parent.parent / "bentos"
 SERVICES = {
     "classify": (BENTOS / "classifier", ("service.py", "runtime.py"), "Classifier"),
     "chat": (BENTOS / "chat", ("service.py", "runtime.py"), "Chat"),
+    "rag": (BENTOS / "rag", ("service.py", "runtime.py"), "Rag"),
 }
+# Files a Bento takes from another service folder, under another name (the rag Bento generates with the chat
+# runtime).
+BORROWED = {"rag": {"causal_runtime.py": BENTOS / "chat" / "runtime.py"}}
 # What the Bento needs at serve time; installed only when containerizing (we build offline, unlocked).
 BENTO_PACKAGES = ["onnxruntime>=1.32,<1.33", "transformers>=4.57,<4.58", "numpy", "pydantic>=2.7"]
+EXTRA_PACKAGES = {"rag": ["pymilvus>=3.0,<3.1", "milvus-lite>=3.2,<3.3"]}
 
 
 def champion_labels(recipe: Recipe) -> tuple[dict[str, str], dict[str, str]]:
@@ -37,9 +42,10 @@ def champion_labels(recipe: Recipe) -> tuple[dict[str, str], dict[str, str]]:
     if "deployable.uri" not in tags:
         raise LookupError(f"{name} v{version} has no deployable ONNX form (its parity stage did not pass)")
     digest = hashlib.sha256(recipe.serve.model_dump_json().encode())
-    service_dir, files, _ = SERVICES[recipe.kind]
-    for file in files:
-        digest.update((service_dir / file).read_bytes())
+    if recipe.kind == "rag":
+        digest.update(recipe.ask.model_dump_json().encode() + recipe.index.model_dump_json().encode())
+    for path in service_files(recipe.kind).values():
+        digest.update(path.read_bytes())
     labels = {
         "registered_model": name,
         "version": str(version),
@@ -49,6 +55,12 @@ def champion_labels(recipe: Recipe) -> tuple[dict[str, str], dict[str, str]]:
         "build_digest": digest.hexdigest()[:16],
     }
     return labels, tags
+
+
+def service_files(kind: str) -> dict[str, Path]:
+    """Name in the Bento -> source file, for a kind's service."""
+    service_dir, files, _ = SERVICES[kind]
+    return {name: service_dir / name for name in files} | BORROWED.get(kind, {})
 
 
 def existing_bento(bento_name: str, labels: dict[str, str]) -> str | None:
@@ -78,7 +90,7 @@ def import_champion(recipe: Recipe, labels: dict[str, str], tags: dict[str, str]
 
 
 def build_bento(recipe: Recipe) -> PackagedBento:
-    """Build the classifier Bento around the champion (offline: no dependency lock); reuse an identical one."""
+    """Build the kind's Bento around the champion (offline: no dependency lock); reuse an identical one."""
     import bentoml
     import mlflow
 
@@ -89,24 +101,34 @@ def build_bento(recipe: Recipe) -> PackagedBento:
         print(f"champion {recipe.registered_model} v{version} is already packaged as {reused}: not rebuilt")
         model_tag = str(bentoml.get(reused).info.models[0].tag)
         return PackagedBento(tag=reused, model_tag=model_tag, version=version)
-    model_tag = import_champion(recipe, labels, tags)
+    config = {"name": s.bento_name} | s.model_dump(exclude={"bento_name"})
+    if recipe.kind == "rag":
+        from tasks.rag import import_index
+
+        extra = import_index(recipe, labels, tags)
+        model_tags = [extra["index_model_tag"], extra["chat_model_tag"]]
+        config |= extra
+    else:
+        model_tags = [import_champion(recipe, labels, tags)]
+        config["model_tag"] = model_tags[0]
+    model_tag = model_tags[0]
     ctx = tracking.scratch("bento-")
-    service_dir, files, service_class = SERVICES[recipe.kind]
-    for file in files:
-        shutil.copy2(service_dir / file, ctx / file)
-    config = {"model_tag": model_tag, "name": s.bento_name} | s.model_dump(exclude={"bento_name"})
+    files = service_files(recipe.kind)
+    for name, path in files.items():
+        shutil.copy2(path, ctx / name)
     (ctx / "bento_config.json").write_text(json.dumps(config, indent=2))
     # The build imports `service` (which imports `runtime`) from the build folder. A module of that name
     # imported by an earlier build in this process (another kind, other settings) must not stand in for it.
     for module in (*(Path(f).stem for f in files), "bento_config"):
         sys.modules.pop(module, None)
+    _, _, service_class = SERVICES[recipe.kind]
     bento = bentoml.bentos.build(
         f"service:{service_class}",
         name=s.bento_name,
         labels=labels,
         include=[*files, "bento_config.json"],
-        python={"packages": BENTO_PACKAGES, "lock_packages": False},
-        models=[model_tag],
+        python={"packages": BENTO_PACKAGES + EXTRA_PACKAGES.get(recipe.kind, []), "lock_packages": False},
+        models=model_tags,
         build_ctx=str(ctx),
     )
     if labels["mlflow_run_id"]:

@@ -99,3 +99,52 @@ class PackagedBento(StageResult):
     tag: str
     model_tag: str
     version: str
+
+
+class PreparedCorpus(StageResult):
+    """rag: chunks and evaluation questions (parquet) of a corpus, cut with the embedder's tokenizer."""
+
+    run_id: str
+    uri: str  # folder with chunks.parquet, questions.parquet, report.md, row_issues.csv
+    fingerprint: str  # the chunks and questions (what embedding depends on)
+    corpus_fingerprint: str  # the documents alone (recorded with the collection)
+    documents: int
+    chunks: int
+    questions: int
+    base_revision: str
+
+    def metrics_to_copy(self) -> dict[str, float]:
+        return {
+            "corpus.documents": self.documents,
+            "corpus.chunks": self.chunks,
+            "corpus.questions": self.questions,
+        }
+
+
+class Embeddings(StageResult):
+    """rag: the vectors of every chunk and question, and the embedder that made them."""
+
+    run_id: str
+    uri: str  # folder with chunks.npy, questions.npy
+    embedder: str  # recipe's model.base
+    revision: str
+    backend: str  # "torch" or "onnx"
+    dim: int
+    model_uri: str | None = None  # onnx: the exported embedder (serving uses the same one)
+    metrics: dict[str, float] = {}
+
+    def metrics_to_copy(self) -> dict[str, float]:
+        return dict(self.metrics)
+
+
+class IndexBuild(StageResult):
+    """rag: a Milvus collection holding the corpus, and the record it carries."""
+
+    uri: str  # Milvus Lite file or server URI
+    collection: str
+    rows: int
+    record: dict
+    created: bool
+    embedder_uri: str | None = (
+        None  # the ONNX embedder the vectors came from (serving embeds queries with it)
+    )
