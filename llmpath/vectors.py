@@ -47,10 +47,15 @@ def milvus_uri(cfg: IndexConfig) -> str:
 def connect(uri: str) -> Iterator:
     """A client for `uri` (a Lite .db path or a server URL, token from `MILVUS_TOKEN`), closed afterwards so
     the Lite file is free for the next stage."""
+    import logging
+
     from pymilvus import MilvusClient
 
     if not is_server(uri):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        # Milvus Lite serves gRPC in this process and logs a traceback for each call it does not implement
+        # (the client probes AllocTimestamp, then falls back correctly): not an error worth showing.
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     try:
         client = MilvusClient(uri, token=os.environ.get("MILVUS_TOKEN", ""))
     except Exception as err:
@@ -156,6 +161,9 @@ def upsert_chunks(
         written += len(rows)
         if after_batch is not None:
             after_batch(written)
+    # Sealed segments are what the index covers: Milvus Lite searches unflushed rows by brute force, which
+    # would make any index type look exact.
+    client.flush(name)
     return written
 
 
@@ -163,24 +171,21 @@ def rows_of(client, name: str, batch_size: int = 1000) -> Iterator[dict]:
     """Every row of a collection, vectors included (to copy an index)."""
     import logging
 
-    # Milvus Lite lacks the timestamp call the iterator tries first (it then falls back, correctly): quiet the
-    # gRPC traceback and pymilvus warning that attempt prints.
-    loggers = [logging.getLogger(n) for n in ("grpc._server", "pymilvus")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL)
+    # Milvus Lite lacks the timestamp call the iterator tries first: pymilvus warns, then falls back correctly.
+    logger = logging.getLogger("pymilvus")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
         iterator = client.query_iterator(
             name, batch_size=batch_size, output_fields=["id", "vector", *OUTPUT_FIELDS]
         )
+        try:
+            while batch := iterator.next():
+                yield from batch
+        finally:
+            iterator.close()
     finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-    try:
-        while batch := iterator.next():
-            yield from batch
-    finally:
-        iterator.close()
+        logger.setLevel(level)
 
 
 def copy_collection(src, dst, name: str, batch_size: int = 1000) -> int:
@@ -196,6 +201,7 @@ def copy_collection(src, dst, name: str, batch_size: int = 1000) -> int:
             batch = []
     if batch:
         dst.upsert(name, batch)
+    dst.flush(name)
     return count(dst, name)
 
 

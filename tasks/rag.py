@@ -344,9 +344,9 @@ def evaluate_retrieval(
     ]
     by_index = vectors.retrieval_metrics(index_ranks)
     by_exact = vectors.retrieval_metrics(exact_ranks)
-    overlap = np.mean(
+    overlap = np.mean(  # share of the exact top-k that the index also returned
         [
-            len({h["id"] for h in hits} & {chunks[i]["id"] for i in row}) / K
+            len({h["id"] for h in hits} & {chunks[i]["id"] for i in row}) / len(row)
             for hits, row in zip(found, exact, strict=True)
         ]
     )
