@@ -7,7 +7,7 @@ RECIPE  ?= recipes/classify-sst2-smoke.yaml
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e lint serve serve-chat mlflow-ui bench bench-chat bench-train bench-orchestration up down status clean
+.PHONY: install run test test-unit test-integration test-e2e lint serve serve-chat mlflow-ui bench bench-chat bench-train bench-orchestration bench-retrieval up down status clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,9 @@ bench-train: $(STAMP)  ## training tokens/s: the finetune stage vs a bare peft l
 
 bench-orchestration: $(STAMP)  ## Prefect overhead and cached re-run of the smoke pipeline (about 5 min)
 	$(BIN)/python bench/orchestration.py --rounds 3
+
+bench-retrieval: $(STAMP)  ## Milvus Lite retrieval: FLAT/IVF_FLAT/HNSW/AUTOINDEX at 1x/4x/16x SQuAD (about 2 min)
+	$(BIN)/python bench/retrieval.py
 
 up: $(STAMP)  ## local stack: Prefect server + UI (:4200), MLflow (:5000), work pools, deployments, workers
 	$(BIN)/llmpath up

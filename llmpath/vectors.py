@@ -131,6 +131,7 @@ def upsert_chunks(
     batch_size: int = 256,
     after_batch: Callable[[int], None] | None = None,
     progress: bool = False,
+    flush: bool = True,
 ) -> int:
     """Write chunks with their vectors in batches of upserts: a chunk already there (same content hash) is
     replaced, so running this again, or again after a crash part-way, leaves each chunk exactly once."""
@@ -161,9 +162,10 @@ def upsert_chunks(
         written += len(rows)
         if after_batch is not None:
             after_batch(written)
-    # Sealed segments are what the index covers: Milvus Lite searches unflushed rows by brute force, which
-    # would make any index type look exact.
-    client.flush(name)
+    if flush:
+        # Sealed segments are what the index covers: Milvus Lite searches unflushed rows by brute force, which
+        # would make any index type look exact.
+        client.flush(name)
     return written
 
 

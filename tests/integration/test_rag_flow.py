@@ -107,7 +107,8 @@ def test_rag_flow_indexes_evaluates_registers_and_packages(home, prefect_harness
     version = client.get_model_version_by_alias("rag-tiny-index", "champion")
     vt = version.tags
     assert (
-        str(version.version) == "1" and vt["collection"] == summary["index collection"] == tags["index.collection"]
+        str(version.version) == "1"
+        and vt["collection"] == summary["index collection"] == tags["index.collection"]
     )
     assert vt["embedder"] == "packaged:all-minilm-l6-v2" and vt["dim"] == "384" and vt["metric"] == "COSINE"
     assert vt["embedder_backend"] == "onnx" and vt["index_type"] == "FLAT"
