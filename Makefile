@@ -7,7 +7,7 @@ RECIPE  ?= recipes/classify-sst2-smoke.yaml
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e lint serve serve-chat mlflow-ui bench bench-chat bench-train bench-orchestration bench-retrieval up down status clean
+.PHONY: install run test test-unit test-integration test-e2e lint serve serve-chat serve-rag mlflow-ui bench bench-chat bench-train bench-orchestration bench-retrieval up down status clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ serve: $(STAMP)  ## serve the last built classifier Bento on 127.0.0.1:3000
 
 serve-chat: $(STAMP)  ## serve the last built chat Bento on 127.0.0.1:3000 (OpenAI base URL /v1)
 	$(BIN)/llmpath serve chat
+
+serve-rag: $(STAMP)  ## serve the last built rag Bento on 127.0.0.1:3000 (POST /search, /ask)
+	$(BIN)/llmpath serve rag
 
 mlflow-ui: $(STAMP)  ## MLflow UI on the embedded store: http://127.0.0.1:5000
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \

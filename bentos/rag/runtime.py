@@ -50,9 +50,11 @@ class Embedder:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             self.inputs = {i.name for i in self.session.get_inputs()}
         elif backend == "torch":
+            import torch
             from transformers import AutoModel
 
-            self.model = AutoModel.from_pretrained(self.folder, use_safetensors=True).eval()
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"  # a GPU worker embeds on its GPU
+            self.model = AutoModel.from_pretrained(self.folder, use_safetensors=True).eval().to(self.device)
         else:
             raise ValueError(f"unknown embedder backend {backend!r} (torch or onnx)")
 
@@ -67,8 +69,8 @@ class Embedder:
         import torch
 
         with torch.no_grad():
-            out = self.model(**{k: torch.from_numpy(v) for k, v in batch.items()})
-        return out.last_hidden_state.float().numpy()
+            out = self.model(**{k: torch.from_numpy(v).to(self.device) for k, v in batch.items()})
+        return out.last_hidden_state.float().cpu().numpy()
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """[len(texts), dim] float32, unit length. Texts are batched by length (less padding), order kept."""

@@ -29,6 +29,8 @@ def test_there_are_recipes():
         "chat-alpaca-smoke.yaml",
         "chat-alpaca-qlora.yaml",
         "chat-alpaca-zh.yaml",
+        "rag-squad.yaml",
+        "rag-squad-smoke.yaml",
     }
 
 
@@ -39,6 +41,9 @@ def test_every_recipe_validates(path):
     assert recipe.model.base and recipe.name == path.stem
     if recipe.kind == "classify":
         assert recipe.data.labels and recipe.eval.metric in {"accuracy", "macro_f1"}
+    elif recipe.kind == "rag":
+        assert recipe.corpus.sources and recipe.eval.metric == "recall_at_5" and 0 < recipe.eval.floor <= 1
+        assert recipe.serve.bento_name.startswith("llmpath-rag")
     else:
         assert recipe.eval.metric == "rouge_l" and recipe.serve.bento_name.startswith("llmpath-chat")
 
