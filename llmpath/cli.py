@@ -141,7 +141,12 @@ def cmd_history(args) -> int:
     if not moves:
         print(f"no recorded champion moves for {args.model!r}")
         return 1
-    print(aliases.table(moves, args.metric))
+    metric = args.metric
+    if metric is None:  # the gate metric of this model's kind: the one its versions were scored on
+        recorded = {key for move in moves for key in move.metrics}
+        gates = ("accuracy", "macro_f1", "rouge_l", "recall_at_5")
+        metric = next((m for m in gates if f"eval.{m}" in recorded), "accuracy")
+    print(aliases.table(moves, metric))
     return 0
 
 
@@ -224,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rollback)
     p = sub.add_parser("history", help=cmd_history.__doc__)
     p.add_argument("model")
-    p.add_argument("--metric", default="accuracy", help="the eval metric column to show")
+    p.add_argument("--metric", default=None, help="the eval metric column to show (default: the gate's)")
     p.set_defaults(func=cmd_history)
     p = sub.add_parser("serve", help=cmd_serve.__doc__)
     p.add_argument("service", choices=sorted(SERVICES))
