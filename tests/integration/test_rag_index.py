@@ -265,3 +265,22 @@ def test_recall_on_a_hand_made_corpus_with_known_answers(tmp_path, minilm, index
     # A question whose answer is nowhere: its gold is not retrieved, and recall says so.
     ranks.append(vectors.gold_rank([h["doc_id"] for h in found[0]], "missing-doc"))
     assert vectors.retrieval_metrics(ranks, ks=(1,))["recall_at_1"] == pytest.approx(6 / 7)
+
+
+def test_llmpath_validate_reports_the_corpus_and_names_bad_rows(tmp_path, monkeypatch, capsys):
+    from llmpath.cli import main
+
+    monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
+    rows = [{"text": f"document number {i} about rivers and hills"} for i in range(30)] + [{"txt": "typo"}]
+    (tmp_path / "docs.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "name: r\nkind: rag\nregistered_model: r-index\n"
+        "corpus:\n  sources: [{path: docs.jsonl}]\n  max_invalid_fraction: 0.05\n"
+    )
+    assert main(["validate", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "| documents | 30 |" in out and "docs.jsonl: row 31: text: missing" in out
+    recipe.write_text(recipe.read_text().replace("0.05", "0.01"))
+    assert main(["validate", str(recipe)]) == 2
+    assert "1 of 31 documents are unusable" in capsys.readouterr().err
