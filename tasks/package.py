@@ -106,10 +106,11 @@ def build_bento(recipe: Recipe) -> PackagedBento:
         from tasks.rag import import_index
 
         extra = import_index(recipe, labels, tags)
+        packages = extra.pop("extra_packages")
         model_tags = [extra["index_model_tag"], extra["chat_model_tag"]]
         config |= extra
     else:
-        model_tags = [import_champion(recipe, labels, tags)]
+        model_tags, packages = [import_champion(recipe, labels, tags)], []
         config["model_tag"] = model_tags[0]
     model_tag = model_tags[0]
     ctx = tracking.scratch("bento-")
@@ -127,7 +128,10 @@ def build_bento(recipe: Recipe) -> PackagedBento:
         name=s.bento_name,
         labels=labels,
         include=[*files, "bento_config.json"],
-        python={"packages": BENTO_PACKAGES + EXTRA_PACKAGES.get(recipe.kind, []), "lock_packages": False},
+        python={
+            "packages": BENTO_PACKAGES + EXTRA_PACKAGES.get(recipe.kind, []) + packages,
+            "lock_packages": False,
+        },
         models=model_tags,
         build_ctx=str(ctx),
     )

@@ -238,6 +238,7 @@ def build_record(recipe: Recipe, prepared: PreparedCorpus, embedded: Embeddings)
         "embedder": embedded.embedder,
         "embedder_revision": embedded.revision,
         "embedder_backend": embedded.backend,
+        "max_length": recipe.model.max_length,  # texts are cut there before embedding
         "dim": embedded.dim,
         "metric": cfg.metric,
         "corpus_fingerprint": prepared.corpus_fingerprint,
@@ -410,6 +411,7 @@ def register_index(recipe: Recipe, built: IndexBuild, evaluation: Evaluation, ru
     manifest = built.record | {
         "uri": built.uri if vectors.is_server(built.uri) else "milvus-lite",
         "rows": built.rows,
+        "search_params": vectors.search_params(recipe.index),  # what it was evaluated with; serving uses them
     }
     with tracking.use_run(run_id):
         mlflow.log_dict(manifest, "index/manifest.json")
@@ -431,7 +433,7 @@ def register_index(recipe: Recipe, built: IndexBuild, evaluation: Evaluation, ru
                 "kind": "rag",
                 "recipe": recipe.name,
                 "collection": built.collection,
-                "milvus_uri": manifest["uri"],
+                "milvus_uri": built.uri,
                 "embedder": built.record["embedder"],
                 "embedder_revision": built.record["embedder_revision"],
                 "embedder_backend": built.record["embedder_backend"],
@@ -644,7 +646,7 @@ def import_index(recipe: Recipe, labels: dict[str, str], tags: dict[str, str]) -
 
     manifest = json.loads((tracking.download(tags["deployable.uri"]) / "manifest.json").read_text())
     server = vectors.is_server(tags.get("milvus_uri", ""))
-    source_uri = tags["milvus_uri"] if server else vectors.milvus_uri(recipe.index)
+    source_uri = tags["milvus_uri"]  # where the champion's collection was built (a Lite file or a server)
     metadata = {"collection": manifest["collection"], "metric": manifest["metric"], "dim": manifest["dim"]}
     with bentoml.models.create(f"{recipe.serve.bento_name}-index", labels=labels, metadata=metadata) as model:
         folder = Path(model.path)
@@ -675,8 +677,10 @@ def import_index(recipe: Recipe, labels: dict[str, str], tags: dict[str, str]) -
         "index_model_tag": str(model.tag),
         "chat_model_tag": str(chat.tag),
         "ask": recipe.ask.model_dump(),
-        "search_params": vectors.search_params(recipe.index),
-        "embed_max_length": recipe.model.max_length,
+        "search_params": manifest["search_params"],
+        "embed_max_length": manifest["max_length"],
+        # A PyTorch embedder needs torch where the Bento is containerized; the ONNX one does not.
+        "extra_packages": ["torch"] if manifest["embedder_backend"] == "torch" else [],
     }
 
 
