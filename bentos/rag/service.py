@@ -9,6 +9,7 @@ is checked against the collection's record at start: a mismatch stops the server
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -80,6 +81,7 @@ class Rag:
         uri = os.environ.get("LLMPATH_RAG_MILVUS_URI", self.manifest["uri"])
         if uri == "milvus.db":  # a Lite copy: this worker's own, so no two processes share a file
             self._tmp = Path(tempfile.mkdtemp(prefix="llmpath-rag-"))
+            atexit.register(shutil.rmtree, self._tmp, True)
             shutil.copytree(folder / "milvus.db", self._tmp / "milvus.db")
             uri = str(self._tmp / "milvus.db")
         self.client = MilvusClient(uri, token=os.environ.get("MILVUS_TOKEN", ""))
