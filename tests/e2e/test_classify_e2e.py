@@ -77,13 +77,18 @@ def test_reports_are_published_to_prefect(pipeline):
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     async def latest(key):
+        # Other flows of this session (chat, rag) publish the same keys: newest first, explicitly (the
+        # server's default order is by id, which is random).
         async with get_client() as api:
             found = await api.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                sort=ArtifactSort.CREATED_DESC,
+                limit=1,
             )
-            return found[-1].data if found else ""
+            return found[0].data if found else ""
 
     _, summary, _ = pipeline
     assert "| train | 1600 |" in asyncio.run(latest("data-report"))
