@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from llmpath.config import CorpusConfig, CorpusSource
-from llmpath.data import DataError, RowIssue
+from llmpath.data import DataError, RowIssue, resolve_path
 
 TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -85,20 +85,7 @@ def source_format(src: CorpusSource, path: Path) -> str:
 
 def source_path(src: CorpusSource) -> Path:
     """A source (file or folder): absolute, or relative to the data root (`LLMPATH_DATA_DIR`)."""
-    from llmpath import settings
-
-    path = Path(src.path).expanduser()
-    if not path.is_absolute():
-        root = settings.data_root()
-        if root is None:
-            raise DataError(
-                f"corpus source {src.path!r} is relative but LLMPATH_DATA_DIR is not set; "
-                "point it at your datasets folder or use an absolute path"
-            )
-        path = root / path
-    if not path.exists():
-        raise DataError(f"corpus source not found: {path}")
-    return path
+    return resolve_path(src.path, "corpus source", folders=True)
 
 
 def read_squad(path: Path, src: CorpusSource, corpus: Corpus) -> None:

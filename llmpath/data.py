@@ -56,19 +56,20 @@ class ValidationReport:
         return dict(sorted(by_kind.items()))
 
 
-def resolve_path(name: str) -> Path:
-    """A recipe path: absolute, or relative to the data root (`LLMPATH_DATA_DIR`)."""
+def resolve_path(name: str, what: str = "data file", folders: bool = False) -> Path:
+    """A recipe path: absolute, or relative to the data root (`LLMPATH_DATA_DIR`). A file, or with `folders`
+    a file or a folder."""
     path = Path(name).expanduser()
     if not path.is_absolute():
         root = settings.data_root()
         if root is None:
             raise DataError(
-                f"data file {name!r} is relative but LLMPATH_DATA_DIR is not set; "
+                f"{what} {name!r} is relative but LLMPATH_DATA_DIR is not set; "
                 "point it at your datasets folder or use an absolute path"
             )
         path = root / path
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
+    if not (path.exists() if folders else path.is_file()):
+        raise DataError(f"{what} not found: {path}")
     return path
 
 

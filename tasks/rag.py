@@ -12,7 +12,6 @@ import hashlib
 import json
 import shutil
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,19 @@ from llmpath.data import ValidationReport, write_issues_csv
 from llmpath.metrics import exact_match, token_f1
 from llmpath.promotion import decide_floor
 from llmpath.sources import resolve_model
-from tasks import aliases
 from tasks.data import file_digest
 from tasks.publish import publish_markdown
-from tasks.registry import CANDIDATE, CHAMPION, _client, _existing_version, _set_alias, alias_version
+from tasks.registry import (
+    CANDIDATE,
+    CHAMPION,
+    _client,
+    _existing_version,
+    _set_alias,
+    alias_version,
+    apply_decision,
+    champion_of,
+    kept_as_champion,
+)
 from tasks.results import (
     Embeddings,
     Evaluation,
@@ -469,52 +477,14 @@ def promote_index(
 ) -> PromotionResult:
     """`champion` moves to this collection only when recall@5 reaches `eval.floor` and is not below the
     current champion's."""
-    import mlflow
-
-    client = _client()
-    name, metric = registration.name, recipe.eval.metric
-    champion = alias_version(name, CHAMPION)
-    if champion == registration.version:
-        reason = f"v{champion} is already the champion"
-        print(f"promotion: kept: {reason}")
-        return PromotionResult(
-            promoted=False, reason=reason, champion_version=champion, previous_champion=champion
-        )
-    score = None
-    if champion is not None:
-        tag = client.get_model_version(name, champion).tags.get(f"eval.{metric}")
-        score = float(tag) if tag is not None else None
-    decision = decide_floor(metric, evaluation.metrics[metric], recipe.eval.floor, score, champion)
-    record = decision.as_dict() | {
-        "model": name,
-        "version": registration.version,
-        "alias": CHAMPION,
-        "previous_version": champion,
-        "who": aliases.who(),
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    if decision.promote:
-        _set_alias(name, CHAMPION, registration.version)
-        metrics = {
-            k: float(v)
-            for k, v in client.get_model_version(name, registration.version).tags.items()
-            if k.startswith("eval.")
-        }
-        aliases.record(name, CHAMPION, "gate", champion, registration.version, decision.reason, metrics)
-    outcome = "promoted" if decision.promote else "kept"
-    client.set_model_version_tag(name, registration.version, "promotion.decision", outcome)
-    client.set_model_version_tag(name, registration.version, "promotion.reason", decision.reason)
-    with tracking.use_run(run_id):
-        mlflow.log_dict(record, "promotion/decision.json")
-        mlflow.set_tags({"promotion.decision": outcome, "promotion.reason": decision.reason})
-        mlflow.log_metric("promotion.promoted", float(decision.promote))
-    print(f"promotion: {outcome}: {decision.reason}")
-    return PromotionResult(
-        promoted=decision.promote,
-        reason=decision.reason,
-        champion_version=registration.version if decision.promote else champion,
-        previous_champion=champion,
+    metric = recipe.eval.metric
+    champion_version, champion_score = champion_of(registration.name, metric)
+    if champion_version == registration.version:
+        return kept_as_champion(champion_version)
+    decision = decide_floor(
+        metric, evaluation.metrics[metric], recipe.eval.floor, champion_score, champion_version
     )
+    return apply_decision(registration, champion_version, decision, run_id)
 
 
 # ---------------------------------------------------------------------------------------------- answers

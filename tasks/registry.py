@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from llmpath import tracking
 from llmpath.config import Recipe
-from llmpath.promotion import decide
+from llmpath.promotion import Decision, decide
 from tasks import aliases
 from tasks.results import Evaluation, ExportedModel, ParityResult, PromotionResult, Registration, TrainedModel
 from tasks.stages import stage
@@ -86,40 +86,30 @@ def register_model(recipe: Recipe, trained: TrainedModel, candidate: Evaluation,
     return Registration(name=name, version=version, previous_candidate=previous, created=created)
 
 
-def promote_candidate(
-    recipe: Recipe, registration: Registration, base: Evaluation, candidate: Evaluation, run_id: str
+def champion_of(name: str, metric: str) -> tuple[str | None, float | None]:
+    """The current champion version of `name` and its recorded `eval.<metric>` (None when absent)."""
+    version = alias_version(name, CHAMPION)
+    if version is None:
+        return None, None
+    tag = _client().get_model_version(name, version).tags.get(f"eval.{metric}")
+    return version, float(tag) if tag is not None else None
+
+
+def kept_as_champion(version: str) -> PromotionResult:
+    reason = f"v{version} is already the champion"
+    print(f"promotion: kept: {reason}")
+    return PromotionResult(promoted=False, reason=reason, champion_version=version, previous_champion=version)
+
+
+def apply_decision(
+    registration: Registration, champion_version: str | None, decision: Decision, run_id: str
 ) -> PromotionResult:
-    """Move `champion` only if the candidate beats the base model and the current champion."""
+    """Carry out a gate decision: move `champion` (recorded in the alias history) or keep it, and write the
+    decision on the version and the run. Shared by every kind's gate."""
     import mlflow
 
     client = _client()
-    metric, name = recipe.eval.metric, registration.name
-    champion_version = alias_version(name, CHAMPION)
-    champion_score = None
-    if champion_version is not None:
-        tag = client.get_model_version(name, champion_version).tags.get(f"eval.{metric}")
-        champion_score = float(tag) if tag is not None else None
-    if recipe.kind == "chat":
-        from tasks.chat import log_comparison
-
-        log_comparison(base, candidate, run_id)  # the answers the gate weighs, side by side in MLflow
-    if champion_version == registration.version:
-        reason = f"v{registration.version} is already the champion"
-        print(f"promotion: kept: {reason}")
-        return PromotionResult(
-            promoted=False,
-            reason=reason,
-            champion_version=champion_version,
-            previous_champion=champion_version,
-        )
-    decision = decide(
-        metric,
-        candidate.metrics[metric],
-        base.metrics[metric],
-        champion_score,
-        champion_version,
-        recipe.eval.min_improvement,
-    )
+    name = registration.name
     record = decision.as_dict() | {
         "model": name,
         "version": registration.version,
@@ -157,6 +147,29 @@ def promote_candidate(
         champion_version=registration.version if decision.promote else champion_version,
         previous_champion=champion_version,
     )
+
+
+def promote_candidate(
+    recipe: Recipe, registration: Registration, base: Evaluation, candidate: Evaluation, run_id: str
+) -> PromotionResult:
+    """Move `champion` only if the candidate beats the base model and the current champion."""
+    metric = recipe.eval.metric
+    champion_version, champion_score = champion_of(registration.name, metric)
+    if recipe.kind == "chat":
+        from tasks.chat import log_comparison
+
+        log_comparison(base, candidate, run_id)  # the answers the gate weighs, side by side in MLflow
+    if champion_version == registration.version:
+        return kept_as_champion(champion_version)
+    decision = decide(
+        metric,
+        candidate.metrics[metric],
+        base.metrics[metric],
+        champion_score,
+        champion_version,
+        recipe.eval.min_improvement,
+    )
+    return apply_decision(registration, champion_version, decision, run_id)
 
 
 def undo_registration(registration: Registration, promotion: PromotionResult | None) -> None:
