@@ -79,9 +79,10 @@ class Rag:
         self.manifest = json.loads((folder / "manifest.json").read_text())
         self.collection, self.metric = self.manifest["collection"], self.manifest["metric"]
         uri = os.environ.get("LLMPATH_RAG_MILVUS_URI", self.manifest["uri"])
+        self._tmp = None
         if uri == "milvus.db":  # a Lite copy: this worker's own, so no two processes share a file
             self._tmp = Path(tempfile.mkdtemp(prefix="llmpath-rag-"))
-            atexit.register(shutil.rmtree, self._tmp, True)
+            atexit.register(shutil.rmtree, self._tmp, True)  # a plain interpreter exit
             shutil.copytree(folder / "milvus.db", self._tmp / "milvus.db")
             uri = str(self._tmp / "milvus.db")
         self.client = MilvusClient(uri, token=os.environ.get("MILVUS_TOKEN", ""))
@@ -102,6 +103,13 @@ class Rag:
         self.tokenizer = AutoTokenizer.from_pretrained(self.chat_model.path)
         self.llm = OnnxCausalLM(self.chat_model.path)
         self.labels = dict(self.index_model.info.labels)
+
+    @bentoml.on_shutdown
+    def _remove_copy(self) -> None:
+        """A worker stopped by its server (SIGTERM) never reaches atexit: remove its index copy here."""
+        self.client.close()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _search(self, query: str, k: int, filters: dict | None) -> list[dict]:
         try:
