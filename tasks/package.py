@@ -24,6 +24,8 @@ SERVICES = {
 # Files a Bento takes from another service folder, under another name (the rag Bento generates with the chat
 # runtime).
 BORROWED = {"rag": {"causal_runtime.py": BENTOS / "chat" / "runtime.py"}}
+# Every Bento sits behind the same request guard (body limits, JSON only, queueing, OpenAI-shaped errors).
+SHARED = {"guard.py": BENTOS / "guard.py"}
 # What the Bento needs at serve time; installed only when containerizing (we build offline, unlocked).
 BENTO_PACKAGES = ["onnxruntime>=1.32,<1.33", "transformers>=4.57,<4.58", "numpy", "pydantic>=2.7"]
 EXTRA_PACKAGES = {"rag": ["pymilvus>=3.0,<3.1", "milvus-lite>=3.2,<3.3"]}
@@ -60,7 +62,7 @@ def champion_labels(recipe: Recipe) -> tuple[dict[str, str], dict[str, str]]:
 def service_files(kind: str) -> dict[str, Path]:
     """Name in the Bento -> source file, for a kind's service."""
     service_dir, files, _ = SERVICES[kind]
-    return {name: service_dir / name for name in files} | BORROWED.get(kind, {})
+    return {name: service_dir / name for name in files} | BORROWED.get(kind, {}) | SHARED
 
 
 def existing_bento(bento_name: str, labels: dict[str, str]) -> str | None:
