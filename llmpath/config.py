@@ -150,6 +150,12 @@ class ServeConfig(Section):
     max_latency_ms: int = Field(1000, gt=0)
     max_input_tokens: int = Field(1024, gt=0, description="chat: longer conversations get a 400.")
     max_new_tokens: int = Field(256, gt=0, description="chat: the cap on a request's max_tokens.")
+    max_body_bytes: int = Field(
+        1 << 20, gt=0, description="Larger request bodies get a 413 (bentos/guard.py)."
+    )
+    body_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="A request body that takes longer to arrive gets a 408."
+    )
 
 
 class CorpusSource(Section):
