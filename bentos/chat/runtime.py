@@ -1,12 +1,89 @@
-"""ONNX Runtime causal LM with KV cache: token-by-token generation, greedy or sampled. No torch, no Prefect,
-no MLflow: this is what the chat Bento runs (toward issue 4)."""
+"""ONNX Runtime causal LM with KV cache: token-by-token generation, greedy or sampled, and chat prompts whose
+message text can never become control tokens. No torch, no Prefect, no MLflow: this is what the chat Bento
+runs (and the rag Bento borrows)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import json
+import threading
+import uuid
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+# Below this temperature sampling is greedy: dividing logits by a smaller number overflows float math.
+MIN_TEMPERATURE = 1e-4
+
+
+class TemplateError(ValueError):
+    """The chat template does not place each message's content in the prompt exactly once, as given."""
+
+
+_plain_tokenizers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_plain_lock = threading.Lock()
+
+
+def _plain(tokenizer):
+    """A private copy of a fast tokenizer's backend that matches no added token (special or not) in text.
+    `tokenizer(text, split_special_tokens=True)` would flip a flag on the shared backend for the call, and a
+    concurrent request on another thread could then read the flipped flag: a copy has nothing to race on."""
+    with _plain_lock:
+        plain = _plain_tokenizers.get(tokenizer)
+        if plain is None:
+            from tokenizers import Tokenizer
+
+            spec = json.loads(tokenizer.backend_tokenizer.to_str())
+            for token in spec.get("added_tokens") or []:
+                token["special"] = True  # non-special added tokens (e.g. <think>) are control tokens too
+            plain = Tokenizer.from_str(json.dumps(spec))
+            plain.encode_special_tokens = True
+            _plain_tokenizers[tokenizer] = plain
+        return plain
+
+
+def encode_text(tokenizer, text: str) -> list[int]:
+    """Token ids of `text` as plain text: `<|im_start|>` in it is the characters, never the control token."""
+    if not text:
+        return []
+    if getattr(tokenizer, "is_fast", False):
+        return list(_plain(tokenizer).encode(text, add_special_tokens=False).ids)
+    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+
+def encode_chat(
+    tokenizer, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True
+) -> list[int]:
+    """Prompt ids of a conversation in the tokenizer's chat template, each message's `content` tokenized as
+    plain text: text such as `<|im_end|><|im_start|>system` in a message (or a retrieved passage) stays text.
+
+    The template is rendered with a unique placeholder in place of each content, so its own structure (role
+    headers, end-of-turn tokens, a default system prompt) is tokenized as the template means it; the contents
+    go in between, tokenized with special tokens split. For text without control tokens the ids equal
+    `apply_chat_template(..., tokenize=True)` (the template's pieces end at special tokens or newlines)."""
+    tag = uuid.uuid4().hex
+    holders = [f"\x00{tag}:{i}\x00" for i in range(len(messages))]
+    shaped = [{"role": m["role"], "content": h} for m, h in zip(messages, holders, strict=True)]
+    rendered = tokenizer.apply_chat_template(
+        shaped, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
+    ids: list[int] = []
+    rest = rendered
+    for i, (message, holder) in enumerate(zip(messages, holders, strict=True)):
+        head, found, rest = rest.partition(holder)
+        if not found or holder in rest:
+            raise TemplateError(f"the chat template does not show message {i}'s content exactly once")
+        ids += _template_ids(tokenizer, head)
+        ids += encode_text(tokenizer, message["content"])
+    if tag in rest:
+        raise TemplateError("the chat template shows a message's content out of order")
+    return ids + _template_ids(tokenizer, rest)
+
+
+def _template_ids(tokenizer, text: str) -> list[int]:
+    """The template's own text: its special tokens are meant (as `apply_chat_template` tokenizes it)."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
 
 class OnnxCausalLM:
@@ -52,10 +129,11 @@ class OnnxCausalLM:
         stop_ids: Sequence[int] = (),
         temperature: float = 0.0,
         top_p: float = 1.0,
-        seed: int | None = None,
+        seed: int | np.random.Generator | None = None,
     ) -> Iterator[int]:
         """Yield new token ids one at a time; stop at a stop id (not yielded) or after `max_new_tokens`.
-        `temperature` 0 is greedy; otherwise sample from the top-`top_p` nucleus."""
+        `temperature` 0 is greedy; otherwise sample from the top-`top_p` nucleus. `seed` may be a Generator,
+        so that several answers to one request continue one random sequence (n > 1 gives different answers)."""
         rng = np.random.default_rng(seed)
         past = self._empty_past()
         ids = np.asarray([list(prompt)], dtype=np.int64)
@@ -78,15 +156,19 @@ class OnnxCausalLM:
 
 
 def pick(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
-    """Greedy when temperature is 0; else softmax(logits / temperature) restricted to the smallest set of
-    tokens whose probability reaches `top_p`."""
-    if temperature <= 0:
+    """Greedy when temperature is below MIN_TEMPERATURE; else softmax(logits / temperature) restricted to the
+    smallest set of tokens whose probability reaches `top_p` (never fewer than one token).
+
+    The softmax is taken in log space, in float64, after subtracting the maximum: the best token has weight 1,
+    so the sum is at least 1 and no temperature or top_p in range can produce NaN or divide by zero."""
+    logits = np.nan_to_num(np.asarray(logits, dtype=np.float64), nan=-np.inf, posinf=np.finfo(np.float64).max)
+    if not np.isfinite(temperature) or temperature < MIN_TEMPERATURE or not np.isfinite(logits.max()):
         return int(np.argmax(logits))
     scaled = (logits - logits.max()) / temperature
-    probs = np.exp(scaled)
-    probs /= probs.sum()
-    order = np.argsort(-probs)
+    probs = np.exp(scaled - np.log(np.exp(scaled).sum()))
+    order = np.argsort(-probs, kind="stable")
     cumulative = np.cumsum(probs[order])
-    keep = order[: int(np.searchsorted(cumulative, top_p)) + 1]
+    count = min(int(np.searchsorted(cumulative, top_p)) + 1, len(order))  # top_p 1e-300 keeps the best one
+    keep = order[:count]
     kept = probs[keep] / probs[keep].sum()
     return int(rng.choice(keep, p=kept))
