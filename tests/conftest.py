@@ -142,6 +142,59 @@ def llmpath_serve(service: str, tmp_path_factory, timeout: float = 90.0):
         proc.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def bentoml_serve(target: str, env: dict[str, str], log: Path, timeout: float = 120.0):
+    """`bentoml serve TARGET` (e.g. `bentos.chat.service:Chat`) from the repository on a free port, with `env`
+    added; yields its base URL and stops the whole process group afterwards."""
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", target, "--port", str(port)],
+            cwd=ROOT,
+            env=os.environ | env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, proc, log, timeout)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(smollm2_tokenizer, tmp_path_factory) -> str:
+    """A tiny random Llama over SmolLM2's vocabulary, exported to ONNX with KV cache and its tokenizer, in the
+    session's BentoML store (what the chat Bento serves); its tag."""
+    import bentoml
+    from optimum.onnxruntime import ORTModelForCausalLM
+
+    work = tmp_path_factory.mktemp("tiny-chat")
+    make_tiny_llama(smollm2_tokenizer).save_pretrained(work / "model", safe_serialization=True)
+    ORTModelForCausalLM.from_pretrained(work / "model", export=True, use_cache=True).save_pretrained(
+        work / "onnx"
+    )
+    smollm2_tokenizer.save_pretrained(work / "onnx")
+    with bentoml.models.create("tiny-chat-onnx", labels={"registered_model": "tiny-chat"}) as model:
+        shutil.copytree(work / "onnx", model.path, dirs_exist_ok=True)
+    return str(model.tag)
+
+
+@contextlib.contextmanager
+def serve_tiny_chat(tag: str, tmp_path_factory):
+    """The chat service of this checkout on the tiny chat model; yields its base URL."""
+    log = tmp_path_factory.mktemp("chat-serve") / "serve.log"
+    with bentoml_serve("bentos.chat.service:Chat", {"LLMPATH_CHAT_MODEL": tag}, log) as base:
+        yield base
+
+
 def wait_ready(base: str, proc, log: Path, timeout: float = 90.0) -> None:
     """Poll `bentoml serve`'s /readyz until it answers; fail with the server's log if it exits or times out."""
     import time

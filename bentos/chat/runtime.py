@@ -172,3 +172,47 @@ def pick(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Ge
     keep = order[:count]
     kept = probs[keep] / probs[keep].sum()
     return int(rng.choice(keep, p=kept))
+
+
+def stream_text(
+    llm: OnnxCausalLM,
+    tokenizer,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    stops: Sequence[str] = (),
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int | np.random.Generator | None = None,
+) -> Iterator[tuple[str, str | None, int]]:
+    """(new text, finish reason or None, tokens generated so far) as tokens arrive; the last item has the
+    reason ("stop" or "length"). A stop string ends the answer early and is not part of it; text that might be
+    the start of a stop string is held back until it is known not to be."""
+    tokens: list[int] = []
+    sent = ""
+    for token in llm.stream(prompt, max_new_tokens, [tokenizer.eos_token_id], temperature, top_p, seed):
+        tokens.append(token)
+        text, stopped = _cut(tokenizer.decode(tokens, skip_special_tokens=True), stops)
+        if text.endswith("\ufffd") and not stopped:
+            continue  # half of a multi-byte character: wait for the rest
+        ready = text if stopped else text[: len(text) - _held_back(text, stops)]
+        if len(ready) > len(sent):
+            yield ready[len(sent) :], None, len(tokens)
+            sent = ready
+        if stopped:
+            yield "", "stop", len(tokens)
+            return
+    text = _cut(tokenizer.decode(tokens, skip_special_tokens=True), stops)[0]
+    if len(text) > len(sent):  # what was held back for a stop string that never came
+        yield text[len(sent) :], None, len(tokens)
+    yield "", "length" if len(tokens) >= max_new_tokens else "stop", len(tokens)
+
+
+def _cut(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """Text up to the first stop string, and whether one was found."""
+    hits = [text.index(s) for s in stops if s in text]
+    return (text[: min(hits)], True) if hits else (text, False)
+
+
+def _held_back(text: str, stops: Sequence[str]) -> int:
+    """How many trailing characters might be the start of a stop string (not sent until we know)."""
+    return max((k for stop in stops for k in range(1, len(stop)) if text.endswith(stop[:k])), default=0)

@@ -4,53 +4,20 @@ completions as JSON and as server-sent events, `/generate`, and 4xx for bad requ
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port, make_tiny_llama, wait_ready
+from tests.conftest import serve_tiny_chat
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHAT = [{"role": "user", "content": "The light is red. What do I do?"}]
 
 
 @pytest.fixture(scope="module")
-def server(smollm2_tokenizer, tmp_path_factory):
-    import shutil
-
-    import bentoml
-    from optimum.onnxruntime import ORTModelForCausalLM
-
-    tmp_path = tmp_path_factory.mktemp("chat-service")
-    make_tiny_llama(smollm2_tokenizer).save_pretrained(tmp_path / "model", safe_serialization=True)
-    ORTModelForCausalLM.from_pretrained(tmp_path / "model", export=True, use_cache=True).save_pretrained(
-        tmp_path / "onnx"
-    )
-    smollm2_tokenizer.save_pretrained(tmp_path / "onnx")
-
-    with bentoml.models.create("tiny-chat-onnx", labels={"registered_model": "tiny-chat"}) as model:
-        shutil.copytree(tmp_path / "onnx", model.path, dirs_exist_ok=True)
-    port = free_port()
-    env = os.environ | {"LLMPATH_CHAT_MODEL": str(model.tag)}
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "bentos.chat.service:Chat", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, proc, tmp_path / "serve.log", timeout=120)
+def server(tiny_chat_model, tmp_path_factory):
+    with serve_tiny_chat(tiny_chat_model, tmp_path_factory) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
 
 
 def test_chat_completions_json_and_stream_agree(server):
