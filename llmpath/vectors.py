@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bentos.rag.connection import ResilientClient, is_server
 from bentos.rag.runtime import OUTPUT_FIELDS, RECORD_PROPERTY, IndexMismatchError, read_record
 from llmpath import settings
 from llmpath.config import IndexConfig
@@ -27,10 +28,6 @@ DEFAULT_BUILD = {"HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist":
 DEFAULT_SEARCH = {"HNSW": {"ef": 64}, "IVF_FLAT": {"nprobe": 16}}
 
 __all__ = ["IndexMismatchError", "read_record"]
-
-
-def is_server(uri: str) -> bool:
-    return uri.startswith(("http://", "https://", "tcp://", "grpc://"))
 
 
 def milvus_uri(cfg: IndexConfig) -> str:
@@ -45,11 +42,10 @@ def milvus_uri(cfg: IndexConfig) -> str:
 
 @contextlib.contextmanager
 def connect(uri: str) -> Iterator:
-    """A client for `uri` (a Lite .db path or a server URL, token from `MILVUS_TOKEN`), closed afterwards so
-    the Lite file is free for the next stage."""
+    """A client for `uri` (a Lite .db path or a server URL, token from `MILVUS_TOKEN`) that reconnects and retries
+    a call when the connection drops (`bentos/rag/connection.py`), closed afterwards so the Lite file is free for
+    the next stage."""
     import logging
-
-    from pymilvus import MilvusClient
 
     if not is_server(uri):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +53,7 @@ def connect(uri: str) -> Iterator:
         # (the client probes AllocTimestamp, then falls back correctly): not an error worth showing.
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     try:
-        client = MilvusClient(uri, token=os.environ.get("MILVUS_TOKEN", ""))
+        client = ResilientClient(uri)
     except Exception as err:
         if "lock" in str(err).lower() or "open local milvus failed" in str(err).lower():
             raise RuntimeError(
