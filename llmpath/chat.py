@@ -88,8 +88,16 @@ def _turns(row: dict[str, Any], column: str, role_key: str, text_key: str, role_
             problems.append((where, f"wrong type: expected an object, got {type(turn).__name__}"))
             continue
         role = turn.get(role_key)
-        if role not in role_map:
-            problems.append((f"{where}.{role_key}", f"bad role {role!r}: expected one of {sorted(role_map)}"))
+        if not isinstance(role, str) or role not in role_map:
+            # Described, not quoted: a row's fields are file content.
+            got = (
+                ""
+                if isinstance(role, str)
+                else " (missing)"
+                if role is None
+                else f" (a {type(role).__name__})"
+            )
+            problems.append((f"{where}.{role_key}", f"bad role{got}: expected one of {sorted(role_map)}"))
             continue
         content, p = _text(turn, text_key, True)
         if p:

@@ -18,30 +18,22 @@ def _recipe(args):
     return recipe
 
 
-def _check_sources(recipe) -> None:
-    """Cheap checks before Prefect and MLflow start: data files exist and the base model resolves."""
-    from llmpath.data import resolve_path
-    from llmpath.sources import resolve_model
+def _check_routing(recipe) -> None:
+    """The recipe's routing names stages that exist (importing the stages imports Prefect; starts nothing)."""
+    import tasks.catalog  # noqa: F401  (declares the stages routing may name)
+    from tasks.runner import validate_routing
 
-    if recipe.kind == "rag":
-        from llmpath.corpus import source_path
-
-        for src in recipe.corpus.sources:
-            source_path(src)
-    elif not recipe.data.hub:
-        for name in filter(None, (recipe.data.train, recipe.data.validation)):
-            resolve_path(name)
-    resolve_model(recipe.model.base, recipe.model.revision)
+    validate_routing(recipe)
 
 
 def cmd_validate(args) -> int:
     """Check a recipe and its data without training."""
-    import tasks.catalog  # noqa: F401  (declares the stages routing may name)
+    from llmpath.checks import check_inputs
     from tasks.data import check_data, report_markdown
-    from tasks.runner import validate_routing
 
     recipe = _recipe(args)
-    validate_routing(recipe)
+    _check_routing(recipe)
+    check_inputs(recipe)
     print(f"{args.recipe}: recipe OK ({recipe.kind}, model {recipe.model.base})")
     if recipe.kind == "rag":
         from tasks.rag import check_corpus
@@ -81,8 +73,11 @@ def _use_stack() -> None:
 
 def cmd_run(args) -> int:
     """Run the recipe's flow under Prefect."""
+    from llmpath.checks import check_inputs
+
     recipe = _recipe(args)
-    _check_sources(recipe)
+    _check_routing(recipe)
+    check_inputs(recipe)  # the checks `validate` makes, before Prefect or MLflow start
     _cache_option(args)
     _use_stack()
     from flows import FLOWS
@@ -95,12 +90,14 @@ def cmd_run(args) -> int:
 
 def cmd_pipeline(args) -> int:
     """Run several recipes as one release (the `pipeline` flow) and print its summary."""
+    from llmpath.checks import check_inputs
     from llmpath.config import load_recipe
 
     recipes = [load_recipe(path, args.set) for path in args.recipes]
     settings.set_hub_access(any(r.uses_hub for r in recipes))
     for recipe in recipes:
-        _check_sources(recipe)
+        _check_routing(recipe)
+        check_inputs(recipe)
     _cache_option(args)
     _use_stack()
     from flows.pipeline import pipeline
@@ -252,8 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (RecipeError, DataError, ModelSourceError, LookupError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def one_line(err: BaseException, limit: int = 2000) -> str:
+    """An error as one line of bounded length: a message that spans lines or grows with its input is a
+    message no one reads (and a log line that hides what follows)."""
+    text = "; ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 if __name__ == "__main__":

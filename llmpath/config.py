@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
@@ -14,7 +13,8 @@ class RecipeError(ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity pass `gt=0` checks in spirit only: a NaN learning rate trains nothing, silently.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -300,7 +300,7 @@ class Recipe(Section):
     def _defaults_of_the_kind(cls, raw: Any) -> Any:
         """A chat or rag recipe starts from its kind's defaults (gate metric, LoRA targets, parity floor,
         embedder, Bento name); whatever the recipe says still wins."""
-        if not isinstance(raw, dict) or raw.get("kind") not in DEFAULTS:
+        if not isinstance(raw, dict) or not isinstance(raw.get("kind"), str) or raw["kind"] not in DEFAULTS:
             return raw
         raw = dict(raw)
         for section, defaults in DEFAULTS[raw["kind"]].items():
@@ -369,21 +369,36 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(child, dict):
                 raise RecipeError(f"--set {item!r}: {part!r} is not a section")
             node = child
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = _yaml(value, f"--set {key.strip()}")
     return raw
 
 
+def _yaml(text: str, source: str) -> Any:
+    from llmpath.yamlfile import YamlFileError, load_yaml
+
+    try:
+        return load_yaml(text, source)
+    except YamlFileError as err:
+        raise RecipeError(str(err)) from None
+
+
 def _format_errors(source: str, err: ValidationError) -> str:
-    lines = [f"{source}: invalid recipe"]
-    for e in err.errors():
+    """One line: every wrong key and what is wrong with it. pydantic's own rendering quotes the input value,
+    which may be anything the recipe's author pasted: it is left out."""
+    problems = []
+    for e in err.errors(include_url=False, include_input=False, include_context=False):
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key")
+            problems.append(f"{key}: unknown key (a typo? every key is described in llmpath/config.py)")
+        elif e["type"] == "missing":
+            problems.append(f"{key}: missing (required)")
         elif not e["loc"]:  # a check across sections: its message names the key
-            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
+            problems.append(msg)
         else:
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
+            problems.append(f"{key}: {msg}")
+    more = f"; and {len(problems) - 8} more" if len(problems) > 8 else ""
+    return f"{source}: invalid recipe: " + "; ".join(problems[:8]) + more
 
 
 def parse_recipe(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:
@@ -391,17 +406,23 @@ def parse_recipe(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:
         return Recipe.model_validate(raw)
     except ValidationError as err:
         raise RecipeError(_format_errors(source, err)) from None
+    except RecursionError:
+        raise RecipeError(f"{source}: invalid recipe: nested too deeply") from None
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a recipe file, apply `--set` overrides and validate it."""
+    from llmpath.yamlfile import YamlFileError, read_small_text
+
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: recipe file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+        text = read_small_text(path, "recipe")
+    except YamlFileError as err:
+        raise RecipeError(str(err)) from None
+    raw = _yaml(text, str(path))
     if not isinstance(raw, dict):
-        raise RecipeError(f"{path}: a recipe is a YAML mapping of sections")
+        got = "nothing" if raw is None else f"a {type(raw).__name__}"
+        raise RecipeError(
+            f"{path}: a recipe is a YAML mapping of sections (name, registered_model, model, ...), not {got}"
+        )
     return parse_recipe(apply_overrides(raw, overrides or []), str(path))

@@ -8,14 +8,17 @@ Pure logic (files in, dataclasses out): no Milvus, no MLflow. The tokenizer is t
 from __future__ import annotations
 
 import hashlib
-import json
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from llmpath import settings
 from llmpath.config import CorpusConfig, CorpusSource
 from llmpath.data import DataError, RowIssue, resolve_path
+from llmpath.files import UnreadableFile, parse_json, read_text
+from llmpath.files import inside as is_inside
 
 TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -88,18 +91,40 @@ def source_path(src: CorpusSource) -> Path:
     return resolve_path(src.path, "corpus source", folders=True)
 
 
+def _squad_questions(para: dict, doc_id: str, where: str, row: int, file: str, corpus: Corpus) -> None:
+    """The questions of one paragraph; a malformed entry is named (file, paragraph, field) and skipped."""
+    qas = para.get("qas", [])
+    if not isinstance(qas, list):
+        corpus.issues.append(RowIssue(file, row, f"{where}.qas", "wrong type: expected a list of questions"))
+        return
+    for q, qa in enumerate(qas):
+        field_name = f"{where}.qas[{q}]"
+        question = qa.get("question") if isinstance(qa, dict) else None
+        given = qa.get("answers") if isinstance(qa, dict) else None
+        if not isinstance(question, str) or not isinstance(given, list):
+            corpus.issues.append(RowIssue(file, row, field_name, "missing question or answers"))
+            continue
+        answers = tuple(
+            x["text"].strip() for x in given if isinstance(x, dict) and isinstance(x.get("text"), str)
+        )
+        if not question.strip() or not any(answers):
+            corpus.issues.append(RowIssue(file, row, field_name, "missing question or answers"))
+            continue
+        ident = qa.get("id")
+        qid = ident if isinstance(ident, str | int) and not isinstance(ident, bool) else f"{doc_id}.q{q}"
+        corpus.questions.append(Question(str(qid), question.strip(), tuple(x for x in answers if x), doc_id))
+
+
 def read_squad(path: Path, src: CorpusSource, corpus: Corpus) -> None:
     """Each paragraph becomes a document; each question (with its answers) points at its paragraph."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: not valid JSON: {err}") from None
+    raw = parse_json(read_text(path), path)
     articles = raw.get("data") if isinstance(raw, dict) else None
     if not isinstance(articles, list):
         raise DataError(f"{path}: not SQuAD format (expected {{'data': [{{'title', 'paragraphs'}}]}})")
     n = 0
     for a, article in enumerate(articles):
-        title = str(article.get("title", "")).replace("_", " ") if isinstance(article, dict) else ""
+        title = article.get("title") if isinstance(article, dict) else None
+        title = title.replace("_", " ") if isinstance(title, str) else ""
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
         if not isinstance(paragraphs, list):
             corpus.issues.append(RowIssue(path.name, a + 1, f"data[{a}].paragraphs", "missing"))
@@ -116,34 +141,45 @@ def read_squad(path: Path, src: CorpusSource, corpus: Corpus) -> None:
                 continue
             doc_id = f"{path.name}#{a}.{p}"
             corpus.documents.append(Document(doc_id, context.strip(), path.name, title))
-            if not src.questions:
+            if src.questions:
+                _squad_questions(para, doc_id, where, n, path.name, corpus)
+
+
+def folder_files(path: Path) -> tuple[list[Path], list[Path]]:
+    """The text files under a corpus folder, sorted: those that are (or link to) files inside the folder or
+    the data root, and symlinks that lead elsewhere (never read). Symlinked folders are not followed."""
+    folder, root = path.resolve(), settings.data_root()
+    inside, outside = [], []
+    for parent, _, names in os.walk(path):
+        for name in names:
+            file = Path(parent) / name
+            if file.suffix.lower() not in TEXT_SUFFIXES:
                 continue
-            for q, qa in enumerate(para.get("qas") or []):
-                answers = tuple(
-                    str(x.get("text", "")).strip() for x in qa.get("answers") or [] if isinstance(x, dict)
-                )
-                question = str(qa.get("question", "")).strip()
-                if not question or not any(answers):
-                    corpus.issues.append(
-                        RowIssue(path.name, n, f"{where}.qas[{q}]", "missing question or answers")
-                    )
-                    continue
-                qid = str(qa.get("id") or f"{doc_id}.q{q}")
-                corpus.questions.append(Question(qid, question, tuple(x for x in answers if x), doc_id))
+            target = file.resolve()
+            if not target.is_file():
+                continue
+            (inside if is_inside(target, folder, root) else outside).append(file)
+    return sorted(inside), sorted(outside)
 
 
 def read_folder(path: Path, src: CorpusSource, corpus: Corpus) -> None:
-    """Every Markdown/text file under the folder is a document; its title is its first heading or its name."""
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
-    if not files:
+    """Every Markdown/text file under the folder is a document; its title is its first heading or its name.
+    A symlink to a file outside the folder and the data root is named and skipped, never read."""
+    files, outside = folder_files(path)
+    if not files and not outside:
         raise DataError(f"{path}: no {', '.join(TEXT_SUFFIXES)} files in this folder")
-    for n, file in enumerate(files[: src.max_documents], start=1):
+    listed = sorted([(f, True) for f in files] + [(f, False) for f in outside])
+    for n, (file, readable) in enumerate(listed[: src.max_documents], start=1):
         corpus.read += 1
         rel = file.relative_to(path).as_posix()
+        if not readable:
+            problem = "symlink to a file outside the corpus folder and the data root: skipped, not read"
+            corpus.issues.append(RowIssue(rel, n, "file", problem))
+            continue
         try:
-            text = file.read_text(encoding="utf-8").strip()
-        except UnicodeDecodeError:
-            corpus.issues.append(RowIssue(rel, n, "file", "not UTF-8 text"))
+            text = read_text(file).strip()
+        except UnreadableFile as err:
+            corpus.issues.append(RowIssue(rel, n, "file", err.problem))
             continue
         if not text:
             corpus.issues.append(RowIssue(rel, n, "file", "empty text"))
@@ -155,58 +191,83 @@ def read_folder(path: Path, src: CorpusSource, corpus: Corpus) -> None:
 def read_jsonl(path: Path, src: CorpusSource, corpus: Corpus) -> None:
     """One document per line, its text in `text_field` (and its id in `id_field`, if named)."""
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if src.max_documents and len(seen) >= src.max_documents:
-                return
-            if not line.strip():
-                continue
-            corpus.read += 1
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                corpus.issues.append(RowIssue(path.name, n, "(line)", f"not JSON: {err.msg}"))
-                continue
-            text = row.get(src.text_field) if isinstance(row, dict) else None
-            if text is None:
-                corpus.issues.append(RowIssue(path.name, n, src.text_field, "missing"))
-                continue
-            if not isinstance(text, str):
-                corpus.issues.append(RowIssue(path.name, n, src.text_field, "wrong type: not a string"))
-                continue
-            if not text.strip():
-                corpus.issues.append(RowIssue(path.name, n, src.text_field, "empty text"))
-                continue
-            ident = str(row.get(src.id_field, "")) if src.id_field else ""
-            doc_id = f"{path.name}#{ident or n}"
-            if doc_id in seen:
-                corpus.issues.append(RowIssue(path.name, n, src.id_field or "id", f"duplicate: {doc_id}"))
-                continue
-            seen.add(doc_id)
-            title = str(row.get("title", "")) if isinstance(row, dict) else ""
-            corpus.documents.append(Document(doc_id, text.strip(), path.name, title))
+    for n, line in enumerate(read_text(path).splitlines(), start=1):
+        if src.max_documents and len(seen) >= src.max_documents:
+            return
+        if not line.strip():
+            continue
+        corpus.read += 1
+        try:
+            row = parse_json(line, path, n)
+        except DataError as err:
+            problem = str(err).removeprefix(f"{path}: line {n}: ")
+            corpus.issues.append(RowIssue(path.name, n, "(line)", problem))
+            continue
+        text = row.get(src.text_field) if isinstance(row, dict) else None
+        if text is None:
+            corpus.issues.append(RowIssue(path.name, n, src.text_field, "missing"))
+            continue
+        if not isinstance(text, str):
+            corpus.issues.append(RowIssue(path.name, n, src.text_field, "wrong type: not a string"))
+            continue
+        if not text.strip():
+            corpus.issues.append(RowIssue(path.name, n, src.text_field, "empty text"))
+            continue
+        ident = row.get(src.id_field) if src.id_field else None
+        if ident is not None and (not isinstance(ident, str | int) or isinstance(ident, bool)):
+            corpus.issues.append(RowIssue(path.name, n, src.id_field, "wrong type: not a string or number"))
+            continue
+        doc_id = f"{path.name}#{ident if ident not in (None, '') else n}"
+        if doc_id in seen:
+            corpus.issues.append(RowIssue(path.name, n, src.id_field or "id", f"duplicate: {doc_id}"))
+            continue
+        seen.add(doc_id)
+        title = row.get("title")
+        corpus.documents.append(
+            Document(doc_id, text.strip(), path.name, title if isinstance(title, str) else "")
+        )
 
 
 READERS = {"squad": read_squad, "folder": read_folder, "jsonl": read_jsonl}
 
 
+def _sources(cfg: CorpusConfig) -> str:
+    return ", ".join(src.path for src in cfg.sources)
+
+
 def read_corpus(cfg: CorpusConfig) -> Corpus:
-    """Read every source. Bad rows are named (file, row, field) and skipped; too many fail the run."""
+    """Read every source. Bad rows are named (file, row, field) and skipped; too many fail the run, and so does
+    a corpus with no text as long as `min_chars` (every chunk would be dropped)."""
     corpus = Corpus()
     for src in cfg.sources:
         path = source_path(src)
         READERS[source_format(src, path)](path, src, corpus)
+    shown = "; ".join(str(i) for i in corpus.issues[:5])
     if not corpus.documents:
-        raise DataError("the corpus has no usable documents: " + "; ".join(map(str, corpus.issues[:5])))
+        raise DataError(f"{_sources(cfg)}: the corpus has no usable documents: {shown or 'no rows'}")
     bad = len({(i.file, i.row) for i in corpus.issues if not i.problem.startswith("missing question")})
     if corpus.read and bad / corpus.read > cfg.max_invalid_fraction:
-        shown = "\n  ".join(str(i) for i in corpus.issues[:10])
+        more = f"; and {len(corpus.issues) - 5} more" if len(corpus.issues) > 5 else ""
         raise DataError(
-            f"{bad} of {corpus.read} documents are unusable (over corpus.max_invalid_fraction {cfg.max_invalid_fraction:.0%}):\n  {shown}"
+            f"{bad} of {corpus.read} documents are unusable (over corpus.max_invalid_fraction "
+            f"{cfg.max_invalid_fraction:.0%}): {shown}{more}; fix them, or raise corpus.max_invalid_fraction "
+            "to skip them"
         )
+    pieces = (
+        p for d in corpus.documents for p in (paragraphs(d.text) if cfg.chunking == "paragraph" else [d.text])
+    )
+    if not any(len(p) >= cfg.min_chars for p in pieces):
+        raise _too_short(cfg, len(corpus.documents))
     ids = {d.doc_id for d in corpus.documents}
     corpus.questions = [q for q in corpus.questions if q.doc_id in ids][: cfg.max_questions]
     return corpus
+
+
+def _too_short(cfg: CorpusConfig, documents: int) -> DataError:
+    return DataError(
+        f"{_sources(cfg)}: no chunk of the {documents} documents has corpus.min_chars ({cfg.min_chars}) "
+        "characters or more, so nothing would be indexed; lower corpus.min_chars or check the sources"
+    )
 
 
 # ---- chunking --------------------------------------------------------------------------------------------------
@@ -257,14 +318,19 @@ def chunk_document(doc: Document, cfg: CorpusConfig, tokenizer) -> list[Chunk]:
 
 
 def chunk_corpus(documents: Iterable[Document], cfg: CorpusConfig, tokenizer) -> list[Chunk]:
-    """Every document's chunks, in corpus order; a chunk met twice (same document, same text) is kept once."""
+    """Every document's chunks, in corpus order; a chunk met twice (same document, same text) is kept once.
+    Documents that give no chunk at all (every piece under `min_chars`) are an error that says so."""
     seen: set[str] = set()
     out = []
+    count = 0
     for doc in documents:
+        count += 1
         for chunk in chunk_document(doc, cfg, tokenizer):
             if chunk.id not in seen:
                 seen.add(chunk.id)
                 out.append(chunk)
+    if count and not out:
+        raise _too_short(cfg, count)
     return out
 
 

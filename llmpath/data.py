@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import csv
-import json
+import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmpath import settings
 from llmpath.config import DataConfig
+from llmpath.files import DataError, read_table, resolve_path
 
-_FORMATS = {".tsv": "tsv", ".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
-
-
-class DataError(ValueError):
-    """Data that cannot be used; the message names file, row and field."""
+__all__ = ["DataError", "resolve_path", "load_rows", "load_split", "validate_rows", "check_threshold"]
 
 
 @dataclass(frozen=True)
@@ -56,111 +53,92 @@ class ValidationReport:
         return dict(sorted(by_kind.items()))
 
 
-def resolve_path(name: str, what: str = "data file", folders: bool = False) -> Path:
-    """A recipe path: absolute, or relative to the data root (`LLMPATH_DATA_DIR`). A file, or with `folders`
-    a file or a folder."""
-    path = Path(name).expanduser()
-    if not path.is_absolute():
-        root = settings.data_root()
-        if root is None:
-            raise DataError(
-                f"{what} {name!r} is relative but LLMPATH_DATA_DIR is not set; "
-                "point it at your datasets folder or use an absolute path"
-            )
-        path = root / path
-    if not (path.exists() if folders else path.is_file()):
-        raise DataError(f"{what} not found: {path}")
-    return path
+def load_rows(path: Path, fmt: str = "auto") -> list[Any]:
+    """Read a local table (TSV/CSV/JSON/JSONL/Parquet), keeping every cell as written."""
+    return read_table(path, fmt)
 
 
-def _root_cause(err: BaseException) -> str:
-    while err.__cause__ is not None or err.__context__ is not None:
-        err = err.__cause__ or err.__context__
-    return f"{type(err).__name__}: {err}"
-
-
-def _read_json_plain(path: Path, fmt: str) -> list[dict[str, Any]]:
-    """JSON rows as written, for files whose columns mix types (Arrow refuses them; we report them by row)."""
-    text = path.read_text(encoding="utf-8")
-    if fmt == "jsonl":
-        rows = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}: line {n}: not valid JSON ({err.msg})") from None
-    else:
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise DataError(f"{path}: expected a list of objects (one per row)")
-    return rows
-
-
-def load_rows(path: Path, fmt: str = "auto") -> list[dict[str, Any]]:
-    """Read a local table with `datasets`, keeping every cell as written (no NA guessing)."""
-    from datasets import load_dataset
-
-    if fmt == "auto":
-        fmt = _FORMATS.get(path.suffix.lower(), "")
-        if not fmt:
-            raise DataError(f"{path}: unknown file type; set data.format")
+def load_split(cfg: DataConfig, name: str) -> tuple[list[Any], str]:
+    """The rows of one split and the label that names it in reports: a hub split (only when `data.hub` is
+    set) or a file under the data root (or absolute)."""
+    if not cfg.hub:
+        path = resolve_path(name)
+        return load_rows(path, cfg.format), str(path)
+    label = f"hub:{cfg.hub}[{name}]"
     try:
-        if fmt in ("tsv", "csv"):
-            # SST-2 and friends are unquoted: a literal `"` inside a sentence must not start a quoted field.
-            extra = {"sep": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
-            ds = load_dataset("csv", data_files=str(path), split="train", keep_default_na=False, **extra)
-        elif fmt in ("json", "jsonl"):
-            ds = load_dataset("json", data_files=str(path), split="train")
-        else:
-            ds = load_dataset("parquet", data_files=str(path), split="train")
-    except Exception as err:
-        if fmt in ("json", "jsonl"):
-            return _read_json_plain(path, fmt)
-        raise DataError(f"{path}: could not be read as {fmt}: {_root_cause(err)}") from err
-    return ds.to_list()
+        from datasets import load_dataset
+
+        rows = load_dataset(cfg.hub, split=name).to_list()
+    except Exception as err:  # offline, unknown id or split, gated: the fix is the same
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise DataError(
+            f"{label}: data.hub dataset could not be loaded ({type(err).__name__}: {first}); check the id, "
+            "the split name in data.train/data.validation and the network, or use a local file"
+        ) from None
+    return rows, label
+
+
+def check_split(cfg: DataConfig, name: str, validate=None) -> ValidationReport:
+    """Load one split, check every row (`validate`: classify rows by default; chat passes its own) and fail
+    above the recipe's share of invalid rows."""
+    rows, label = load_split(cfg, name)
+    report = (validate or validate_rows)(rows, cfg, label)
+    check_threshold(report, cfg)
+    return report
 
 
 def _label_index(value: Any, labels: list[str]) -> tuple[int | None, str | None]:
+    """The class index of a raw label (a name or a number), or why it is not one. A label that is not a class
+    is described by its shape, never quoted: the file may hold anything."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None, "missing"
     if isinstance(value, bool):
         return None, f"wrong type: {type(value).__name__}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, f"missing: {value} is not a class (expected 0..{len(labels) - 1})"
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, str):
         text = value.strip()
         if text in labels:
             return labels.index(text), None
-        if text.lstrip("-").isdigit():
-            value = int(text)
+        if re.fullmatch(r"-?\d{1,9}(\.0*)?", text):  # "1", "-1", "1.0": a class index as written
+            value = int(text.partition(".")[0])
         else:
-            return None, f"unknown label {value!r} (expected one of {labels} or 0..{len(labels) - 1})"
+            return None, f"unknown label: not one of {labels} nor 0..{len(labels) - 1}"
     if isinstance(value, int):
         if 0 <= value < len(labels):
             return value, None
-        return None, f"unknown label {value!r} (expected 0..{len(labels) - 1})"
+        shown = value if abs(value) < 10**9 else "out of range"
+        return None, f"unknown label {shown} (expected 0..{len(labels) - 1})"
     return None, f"wrong type: {type(value).__name__}"
 
 
-def validate_rows(rows: list[dict[str, Any]], cfg: DataConfig, file: str) -> ValidationReport:
+def validate_rows(rows: list[Any], cfg: DataConfig, file: str) -> ValidationReport:
     """Check every row; keep the good ones as {"text", "label"} and report the rest by row and field."""
     report = ValidationReport(file=file, rows=len(rows))
-    if rows:
-        missing = [c for c in (cfg.text_column, cfg.label_column) if c not in rows[0]]
+    records = [r for r in rows if isinstance(r, dict)]
+    if records:
+        # The header (or the keys) is file content too: name the columns the recipe asked for, not the file's.
+        missing = [c for c in (cfg.text_column, cfg.label_column) if not any(c in r for r in records)]
         if missing:
+            width = len(records[0])
             raise DataError(
-                f"{file}: column(s) {missing} not found; columns are {list(rows[0])}. "
-                "Set data.text_column / data.label_column"
+                f"{file}: column(s) {missing} not found (the rows have {width} column{'s' * (width != 1)}); "
+                "set data.text_column / data.label_column to the file's column names"
             )
     seen: dict[tuple[str, int], int] = {}
     for n, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            report.issues.append(
+                RowIssue(file, n, "(row)", f"wrong type: {type(row).__name__}, not an object")
+            )
+            continue
         text, raw_label = row.get(cfg.text_column), row.get(cfg.label_column)
         problems = []
-        if not isinstance(text, str):
+        if text is None:
+            problems.append(RowIssue(file, n, cfg.text_column, "missing"))
+        elif not isinstance(text, str):
             problems.append(RowIssue(file, n, cfg.text_column, f"wrong type: {type(text).__name__}"))
         elif not text.strip():
             problems.append(RowIssue(file, n, cfg.text_column, "empty text"))
@@ -181,17 +159,18 @@ def validate_rows(rows: list[dict[str, Any]], cfg: DataConfig, file: str) -> Val
 
 
 def check_threshold(report: ValidationReport, cfg: DataConfig) -> None:
-    """Fail when invalid rows exceed the recipe's share; otherwise they are dropped and reported."""
+    """Fail when invalid rows exceed the recipe's share; otherwise they are dropped and reported. One line:
+    the count, the first problems by row and field, and the two ways out."""
     if report.rows == 0:
-        raise DataError(f"{report.file}: no rows")
+        raise DataError(f"{report.file}: no data rows (only a header, or an empty list)")
     share = report.invalid / report.rows
     if share > cfg.max_invalid_fraction:
-        first = "\n".join(f"  {i}" for i in report.issues if not i.problem.startswith("duplicate"))
-        first = "\n".join(first.splitlines()[:20])
+        problems = [str(i) for i in report.issues if not i.problem.startswith("duplicate")]
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
         raise DataError(
             f"{report.file}: {report.invalid} of {report.rows} rows invalid ({share:.1%}) > "
-            f"data.max_invalid_fraction={cfg.max_invalid_fraction}. First problems:\n{first}\n"
-            "Fix the file, or raise data.max_invalid_fraction to drop them and go on."
+            f"data.max_invalid_fraction={cfg.max_invalid_fraction}; first problems: {'; '.join(problems[:5])}"
+            f"{more}; fix the file, or raise data.max_invalid_fraction to drop them and go on"
         )
 
 

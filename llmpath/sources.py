@@ -111,9 +111,11 @@ def _resolve_hub(repo_id: str, revision: str | None) -> ResolvedModel:
             repo_id, revision=revision, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]
         )
     except Exception as err:  # offline, unknown repo, gated: all mean the same to the user
+        first = (str(err).strip().splitlines() or [""])[0][:200]
         raise ModelSourceError(
-            f"hub:{repo_id}: could not download ({err}); use packaged: or a local path"
-        ) from err
+            f"model.base hub:{repo_id}: could not download ({type(err).__name__}: {first}); "
+            "check the id and the network, or use packaged: or a local path"
+        ) from None
     resolved = _resolve_local(Path(folder))
     return ResolvedModel(resolved.path, revision or Path(folder).name, f"hub:{repo_id}")
 

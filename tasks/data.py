@@ -20,17 +20,7 @@ Validate = Callable[[list[dict], DataConfig, str], d.ValidationReport]
 
 
 def _load_split(cfg: DataConfig, name: str, validate: Validate) -> d.ValidationReport:
-    if cfg.hub:
-        from datasets import load_dataset
-
-        rows = load_dataset(cfg.hub, split=name).to_list()
-        label = f"hub:{cfg.hub}[{name}]"
-    else:
-        path = d.resolve_path(name)
-        rows, label = d.load_rows(path, cfg.format), str(path)
-    report = validate(rows, cfg, label)
-    d.check_threshold(report, cfg)
-    return report
+    return d.check_split(cfg, name, validate)
 
 
 def _sample(rows: list, limit: int | None, seed: int) -> list:

@@ -43,5 +43,5 @@ def test_bad_chat_rows_are_named_and_the_run_refused(tmp_path, capsys, monkeypat
     assert main(["validate", str(recipe)]) == 2
     err = capsys.readouterr().err
     assert "2 of 20 rows invalid" in err
-    assert "row 4: messages[1].role: bad role 'bot'" in err
+    assert "row 4: messages[1].role: bad role: expected one of" in err
     assert "row 8: messages: bad role order: the conversation must start with a user turn" in err

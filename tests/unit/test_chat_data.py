@@ -39,7 +39,7 @@ def test_messages_and_sharegpt_rows():
         ({"instruction": "x", "output": ""}, "output", "empty text"),
         ({"output": "y"}, "instruction", "missing"),
         ({"instruction": "x", "output": 3}, "output", "wrong type: expected text, got int"),
-        ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role", "bad role 'robot'"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role", "bad role: expected one of"),
         ({"messages": [{"role": "user", "content": " "}]}, "messages[0].content", "empty text"),
         ({"messages": [{"role": "user", "content": "hi"}]}, "messages", "no assistant turn to learn from"),
         (

@@ -67,7 +67,11 @@ def test_chat_recipe_gets_chat_defaults_and_keeps_what_it_says(tmp_path):
         "int4-weight",
     ]
     said = load_recipe(
-        write(tmp_path, CHAT + "lora: {r: 4, quantization: 4bit}\nmodel: {base: x, max_length: 64}\n")
+        write(
+            tmp_path,
+            CHAT.replace("{base: packaged:smollm2-135m-instruct}", "{base: x, max_length: 64}")
+            + "lora: {r: 4, quantization: 4bit}\n",
+        )
     )
     assert said.lora.r == 4 and said.lora.quantization == "4bit" and said.model.max_length == 64
     assert said.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -83,7 +87,7 @@ def test_chat_recipe_gets_chat_defaults_and_keeps_what_it_says(tmp_path):
         (MINIMAL.replace(", labels: [neg, pos]", ""), "a classify recipe names its classes"),
         (CHAT + "lora: {quantization: 2bit}\n", "lora.quantization"),
         (CHAT + "export: {quantized_forms: [int3]}\n", "export.quantized_forms.0"),
-        (CHAT + "export: {block_size: 48}\n", "export.block_size: Value error, must be a power of two"),
+        (CHAT + "export: {block_size: 48}\n", "export.block_size: must be a power of two"),
         (CHAT.replace("{train: a.json}", "{train: a.json, columns: {answer: out}}"), "data.columns.answer"),
     ],
 )
@@ -119,8 +123,9 @@ def test_unknown_key_names_key_and_file(tmp_path):
 
 def test_wrong_type_names_key(tmp_path):
     path = write(tmp_path, MINIMAL + "train: {batch_size: lots}\n")
-    with pytest.raises(RecipeError, match=r"train\.batch_size: .*integer.*'lots'"):
+    with pytest.raises(RecipeError, match=r"train\.batch_size: .*integer") as err:
         load_recipe(path)
+    assert "lots" not in str(err.value)  # the value itself is not quoted (it may be anything)
 
 
 def test_set_overrides_apply_and_validate(tmp_path):
