@@ -8,7 +8,8 @@ from prefect import flow
 from flows.recipe import expect_kind
 from llmpath.config import Recipe
 from tasks.package import package
-from tasks.rag import answer_questions, embed_corpus, evaluate_index, index, prepare_corpus, promote, register
+from tasks.rag import answer_questions, embed_corpus, evaluate_index, gate, index, prepare_corpus, register
+from tasks.registry import promote
 from tasks.runner import StageRunner, validate_routing
 from tasks.runs import pipeline_run
 
@@ -17,8 +18,9 @@ from tasks.runs import pipeline_run
 def rag(recipe: Recipe) -> dict:
     """Retrieval: prepare_corpus (SQuAD / Markdown folder / JSONL -> chunks) -> embed (all-MiniLM-L6-v2,
     PyTorch or checked ONNX) -> index (a new Milvus collection per build, content-hash upserts) ->
-    evaluate_retrieval (recall@k and MRR, Milvus vs exact search) -> register_index -> promote_index
-    (recall@5 >= floor and >= champion) -> evaluate_answers (chat model with and without retrieval) -> package."""
+    evaluate_retrieval (recall@k and MRR, Milvus vs exact search) -> register_index -> gate_index
+    (recall@5 >= floor and >= champion) -> evaluate_answers (chat model with and without retrieval) ->
+    package -> promote (`champion` moves last, if nobody moved it meanwhile)."""
     expect_kind(recipe, "rag")
     validate_routing(recipe)
     with pipeline_run(recipe) as run:
@@ -28,9 +30,10 @@ def rag(recipe: Recipe) -> dict:
         built = stage(index, recipe, corpus, embedded)
         retrieval = stage(evaluate_index, recipe, corpus, embedded, built)
         run.registration = stage(register, recipe, built, retrieval)
-        run.promotion = stage(promote, recipe, run.registration, retrieval)
+        gated = stage(gate, recipe, run.registration, retrieval)
         answers = stage(answer_questions, recipe, corpus, built, embedded)
-        bento = stage(package, recipe) if run.promotion.champion_version else None
+        bento = stage(package, recipe, gated.target) if gated.target else None
+        run.promotion = stage(promote, gated)
         run.summary = {
             "mlflow run": run.run_id,
             "model version": f"{run.registration.name} v{run.registration.version}",

@@ -9,14 +9,16 @@ from tasks.data import prepare_data
 from tasks.evaluate import evaluate_base, evaluate_candidate
 from tasks.export import export, parity
 from tasks.package import package
-from tasks.registry import mark_deployable, promote, register
+from tasks.registry import gate, mark_deployable, promote, register
 from tasks.runner import StageRunner, validate_routing
 from tasks.runs import pipeline_run
 from tasks.train import finetune
 
 
 def stages(recipe: Recipe, plain: bool = False) -> dict:
-    """prepare_data -> finetune -> evaluate -> register -> promote -> export -> parity -> package."""
+    """prepare_data -> finetune -> evaluate -> register -> gate -> export -> parity -> mark_deployable ->
+    package -> promote. The gate decides; `champion` moves last, once the version it chose is deployable and
+    packaged, and only if nobody moved it meanwhile."""
     validate_routing(recipe)
     with pipeline_run(recipe) as run:
         stage = StageRunner(recipe, run.run_id, plain=plain)
@@ -25,11 +27,12 @@ def stages(recipe: Recipe, plain: bool = False) -> dict:
         base = stage(evaluate_base, recipe, data)
         candidate = stage(evaluate_candidate, recipe, data, trained)
         run.registration = stage(register, recipe, trained, candidate)
-        run.promotion = stage(promote, recipe, run.registration, base, candidate)
+        gated = stage(gate, recipe, run.registration, base, candidate)
         exported = stage(export, recipe, trained)
         checked = stage(parity, recipe, data, exported, candidate)
         stage(mark_deployable, run.registration, exported, checked)
-        bento = stage(package, recipe) if run.promotion.champion_version else None
+        bento = stage(package, recipe, gated.target) if gated.target else None
+        run.promotion = stage(promote, gated)
         run.summary = {
             "mlflow run": run.run_id,
             "model version": f"{run.registration.name} v{run.registration.version}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import re
 import shutil
 import tempfile
@@ -24,7 +25,10 @@ def configure() -> str:
 
 
 def ensure_experiment(name: str) -> str:
+    """The id of experiment `name`, created when missing. Two first runs of a recipe race here: the loser's
+    "already exists" is success, and it reads the winner's experiment."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     configure()
     client = mlflow.MlflowClient()
@@ -35,7 +39,13 @@ def ensure_experiment(name: str) -> str:
     if not settings.tracking_uri().startswith("http"):
         folder = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "experiment"
         location = f"{settings.artifact_root().rstrip('/')}/{folder}"
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException as err:
+        existing = client.get_experiment_by_name(name)
+        if err.error_code != "RESOURCE_ALREADY_EXISTS" or existing is None:
+            raise
+        return existing.experiment_id
 
 
 @contextlib.contextmanager
@@ -54,13 +64,15 @@ def use_run(run_id: str) -> Iterator[None]:
 
 _SCRATCH: list[Path] = []
 _DOWNLOADS: dict[tuple[str, str], Path] = {}
+SCRATCH_PREFIX = "llmpath-scratch-"  # then the owner's pid: `llmpath gc` removes those of dead processes
 
 
 def scratch(prefix: str) -> Path:
     """A new folder under this process's scratch root, which is removed when the process exits (a chat run
-    moves gigabytes of weights through here: nothing may be left behind in /tmp)."""
+    moves gigabytes of weights through here: nothing may be left behind in /tmp). A process killed with
+    SIGKILL never runs atexit: its root is named after its pid, so `llmpath gc` can tell it is orphaned."""
     if not _SCRATCH:
-        _SCRATCH.append(Path(tempfile.mkdtemp(prefix="llmpath-scratch-")))
+        _SCRATCH.append(Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")))
         atexit.register(shutil.rmtree, _SCRATCH[0], True)
     return Path(tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH[0]))
 

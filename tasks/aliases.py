@@ -126,6 +126,12 @@ def history(model: str, alias: str = "champion") -> list[Move]:
     return sorted(moves, key=lambda m: m.order)
 
 
+def last_move(model: str, alias: str = "champion") -> Move | None:
+    """The newest recorded move of `model@alias` (who moved it last), or None."""
+    moves = history(model, alias)
+    return moves[-1] if moves else None
+
+
 def stack(moves: list[Move]) -> list[str | None]:
     """The champions a rollback walks back through, oldest first: pushes add the new version, pops remove one."""
     out: list[str | None] = []

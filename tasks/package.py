@@ -1,4 +1,5 @@
-"""Stage `package`: the champion's deployable ONNX model into the BentoML store and an offline `bentoml build`."""
+"""Stage `package`: the deployable form of the version the gate chose (or of the champion) into the BentoML
+store and an offline `bentoml build`. It runs before `champion` moves, so a champion always has a Bento."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from llmpath import tracking
+from llmpath import settings, tracking
 from llmpath.config import Recipe
 from tasks.registry import CHAMPION, alias_version
 from tasks.results import PackagedBento
@@ -19,7 +20,7 @@ BENTOS = Path(__file__).resolve().parent.parent / "bentos"
 SERVICES = {
     "classify": (BENTOS / "classifier", ("service.py", "runtime.py"), "Classifier"),
     "chat": (BENTOS / "chat", ("service.py", "runtime.py"), "Chat"),
-    "rag": (BENTOS / "rag", ("service.py", "runtime.py"), "Rag"),
+    "rag": (BENTOS / "rag", ("service.py", "runtime.py", "connection.py"), "Rag"),
 }
 # Files a Bento takes from another service folder, under another name (the rag Bento generates with the chat
 # runtime).
@@ -31,12 +32,18 @@ BENTO_PACKAGES = ["onnxruntime>=1.32,<1.33", "transformers>=4.57,<4.58", "numpy"
 EXTRA_PACKAGES = {"rag": ["pymilvus>=3.0,<3.1", "milvus-lite>=3.2,<3.3"]}
 
 
-def champion_labels(recipe: Recipe) -> tuple[dict[str, str], dict[str, str]]:
-    """Labels naming exactly what a Bento would hold (champion version, form, service code, serve settings)."""
+def store_label() -> str:
+    """Which tracking store a Bento's version lives in (`llmpath gc` only judges Bentos of its own store)."""
+    return hashlib.sha256(settings.tracking_uri().encode()).hexdigest()[:12]
+
+
+def version_labels(recipe: Recipe, version: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """Labels naming exactly what a Bento would hold (version, form, service code, serve settings). `version`:
+    the one the gate chose (it becomes champion after packaging); None: the current champion."""
     import mlflow
 
     name = recipe.registered_model
-    version = alias_version(name, CHAMPION)
+    version = version or alias_version(name, CHAMPION)
     if version is None:
         raise LookupError(f"{name} has no `{CHAMPION}` yet: nothing to package")
     tracking.configure()
@@ -55,6 +62,7 @@ def champion_labels(recipe: Recipe) -> tuple[dict[str, str], dict[str, str]]:
         "form": tags["deployable.form"],
         "mlflow_run_id": tags.get("run_id", ""),
         "build_digest": digest.hexdigest()[:16],
+        "store": store_label(),
     }
     return labels, tags
 
@@ -91,17 +99,21 @@ def import_champion(recipe: Recipe, labels: dict[str, str], tags: dict[str, str]
     return str(model.tag)
 
 
-def build_bento(recipe: Recipe) -> PackagedBento:
-    """Build the kind's Bento around the champion (offline: no dependency lock); reuse an identical one."""
+def build_bento(recipe: Recipe, version: str | None = None) -> PackagedBento:
+    """Build the kind's Bento around `version` (the one the gate chose; default: the champion), offline (no
+    dependency lock); reuse an identical one. The version records its Bento (`bento.tag`): `llmpath serve`
+    serves the champion's."""
     import bentoml
     import mlflow
 
-    labels, tags = champion_labels(recipe)
+    labels, tags = version_labels(recipe, version)
     version, s = labels["version"], recipe.serve
     reused = existing_bento(s.bento_name, labels)
     if reused:
-        print(f"champion {recipe.registered_model} v{version} is already packaged as {reused}: not rebuilt")
+        print(f"{recipe.registered_model} v{version} is already packaged as {reused}: not rebuilt")
         model_tag = str(bentoml.get(reused).info.models[0].tag)
+        if tags.get("bento.tag") != reused:
+            mlflow.MlflowClient().set_model_version_tag(recipe.registered_model, version, "bento.tag", reused)
         return PackagedBento(tag=reused, model_tag=model_tag, version=version)
     config = {"name": s.bento_name} | s.model_dump(exclude={"bento_name"})
     if recipe.kind == "rag":
@@ -147,4 +159,4 @@ def build_bento(recipe: Recipe) -> PackagedBento:
     return PackagedBento(tag=str(bento.tag), model_tag=model_tag, version=version)
 
 
-package = stage(build_bento, name="package")  # not cached: it reads the live champion (reuses an equal Bento)
+package = stage(build_bento, name="package")  # not cached: it reads the live registry (reuses an equal Bento)

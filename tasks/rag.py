@@ -1,6 +1,6 @@
 """The rag kind's stages: corpus -> chunks -> embeddings -> a Milvus collection -> retrieval evaluation (index
 and exact search side by side) -> registry version and the `champion` gate on recall@5 -> answers from the
-chat model with and without retrieval -> the rag Bento (packaged by `tasks.package`).
+chat model with and without retrieval -> the rag Bento (packaged by `tasks.package`) -> `champion` moves last.
 
 Stages hand over MLflow references; the only live state is the Milvus collection, which every writer reaches
 through upserts of content-hashed chunks, so running a stage again never duplicates a row.
@@ -21,28 +21,27 @@ from llmpath import settings, tracking, vectors
 from llmpath.config import Recipe
 from llmpath.corpus import as_rows, chunk_corpus, chunking_settings, read_corpus
 from llmpath.data import ValidationReport, write_issues_csv
+from llmpath.locks import registry_lock
 from llmpath.metrics import exact_match, token_f1
 from llmpath.promotion import decide_floor
 from llmpath.sources import resolve_model
 from tasks.data import file_digest
 from tasks.publish import publish_markdown
 from tasks.registry import (
-    CANDIDATE,
     CHAMPION,
     _client,
-    _existing_version,
-    _set_alias,
     alias_version,
-    apply_decision,
     champion_of,
     kept_as_champion,
+    record_decision,
+    register_version,
 )
 from tasks.results import (
     Embeddings,
     Evaluation,
+    GateDecision,
     IndexBuild,
     PreparedCorpus,
-    PromotionResult,
     Registration,
 )
 from tasks.stages import GateError, stage
@@ -413,9 +412,7 @@ def register_index(recipe: Recipe, built: IndexBuild, evaluation: Evaluation, ru
     name the collection and its build record. The same collection keeps its version."""
     import mlflow
 
-    client = _client()
     name = recipe.registered_model
-    previous = alias_version(name, CANDIDATE)
     manifest = built.record | {
         "uri": built.uri if vectors.is_server(built.uri) else "milvus-lite",
         "rows": built.rows,
@@ -426,65 +423,57 @@ def register_index(recipe: Recipe, built: IndexBuild, evaluation: Evaluation, ru
     source = tracking.artifact_uri(run_id, "index")
     evals = {f"eval.{k}": f"{v:.6f}" for k, v in evaluation.metrics.items()}
     key = f"milvus:{built.uri}#{built.collection}"
-    version = _existing_version(name, key)
-    if version is None:
-        try:
-            client.get_registered_model(name)
-        except Exception:
-            client.create_registered_model(
-                name, description=f"Milvus collections of the rag recipe {recipe.name}"
-            )
-        tags = (
-            {
-                "model_uri": key,
-                "run_id": run_id,
-                "kind": "rag",
-                "recipe": recipe.name,
-                "collection": built.collection,
-                "milvus_uri": built.uri,
-                "embedder": built.record["embedder"],
-                "embedder_revision": built.record["embedder_revision"],
-                "embedder_backend": built.record["embedder_backend"],
-                "dim": str(built.record["dim"]),
-                "metric": built.record["metric"],
-                "corpus_fingerprint": built.record["corpus_fingerprint"],
-                "chunking": json.dumps(built.record["chunking"]),
-                "index_type": built.record["index_type"],
-                "index_params": json.dumps(built.record["index_params"]),
-                "rows": str(built.rows),
-                "deployable.form": "milvus-server" if vectors.is_server(built.uri) else "milvus-lite",
-                "deployable.uri": source,
-            }
-            | ({"embedder_uri": built.embedder_uri} if built.embedder_uri else {})
-            | evals
+    tags = (
+        {
+            "model_uri": key,
+            "run_id": run_id,
+            "kind": "rag",
+            "recipe": recipe.name,
+            "collection": built.collection,
+            "milvus_uri": built.uri,
+            "embedder": built.record["embedder"],
+            "embedder_revision": built.record["embedder_revision"],
+            "embedder_backend": built.record["embedder_backend"],
+            "dim": str(built.record["dim"]),
+            "metric": built.record["metric"],
+            "corpus_fingerprint": built.record["corpus_fingerprint"],
+            "chunking": json.dumps(built.record["chunking"]),
+            "index_type": built.record["index_type"],
+            "index_params": json.dumps(built.record["index_params"]),
+            "rows": str(built.rows),
+            "deployable.form": "milvus-server" if vectors.is_server(built.uri) else "milvus-lite",
+            "deployable.uri": source,
+        }
+        | ({"embedder_uri": built.embedder_uri} if built.embedder_uri else {})
+        | evals
+    )
+    description = f"Milvus collections of the rag recipe {recipe.name}"
+    # Under the registry lock: two runs of one build never register its collection twice.
+    with registry_lock(name, "register_index", create=True, description=description):
+        registration = register_version(
+            name,
+            key,
+            evals,
+            lambda: str(_client().create_model_version(name, source, run_id=run_id, tags=tags).version),
         )
-        version = str(client.create_model_version(name, source, run_id=run_id, tags=tags).version)
-        print(f"registered {name} v{version} -> collection {built.collection} (alias {CANDIDATE})")
-        created = True
-    else:
-        for k, v in evals.items():
-            client.set_model_version_tag(name, version, k, v)
-        print(f"{name} v{version} already names collection {built.collection}: not registered again")
-        created = False
-    _set_alias(name, CANDIDATE, version)
     with tracking.use_run(run_id):
-        mlflow.set_tags({"registered_model": name, "model_version": version})
-    return Registration(name=name, version=version, previous_candidate=previous, created=created)
+        mlflow.set_tags({"registered_model": name, "model_version": registration.version})
+    return registration
 
 
-def promote_index(
+def gate_index(
     recipe: Recipe, registration: Registration, evaluation: Evaluation, run_id: str
-) -> PromotionResult:
-    """`champion` moves to this collection only when recall@5 reaches `eval.floor` and is not below the
-    current champion's."""
+) -> GateDecision:
+    """Approve this collection for `champion` only when recall@5 reaches `eval.floor` and is not below the
+    current champion's (it moves at the end of the run, stage `promote`)."""
     metric = recipe.eval.metric
     champion_version, champion_score = champion_of(registration.name, metric)
     if champion_version == registration.version:
-        return kept_as_champion(champion_version)
+        return kept_as_champion(registration.name, champion_version)
     decision = decide_floor(
         metric, evaluation.metrics[metric], recipe.eval.floor, champion_score, champion_version
     )
-    return apply_decision(registration, champion_version, decision, run_id)
+    return record_decision(registration, champion_version, decision, run_id)
 
 
 # ---------------------------------------------------------------------------------------------- answers
@@ -663,5 +652,5 @@ embed_corpus = stage(
 index = stage(build_index, name="index", code=("llmpath.vectors",))  # live state: always runs, idempotent
 evaluate_index = stage(evaluate_retrieval, name="evaluate_retrieval", code=("llmpath.vectors",))
 register = stage(register_index, name="register_index")
-promote = stage(promote_index, name="promote_index")
+gate = stage(gate_index, name="gate_index")
 answer_questions = stage(evaluate_answers, name="evaluate_answers", retries=0)

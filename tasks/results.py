@@ -71,7 +71,25 @@ class Registration(StageResult):
     created: bool = True  # False when an earlier run registered this very model
 
 
+class GateDecision(StageResult):
+    """What the gate decided after evaluation. Nothing has moved yet: `champion` moves last (stage `promote`),
+    and only if it still points at `champion_read`."""
+
+    promote: bool
+    reason: str
+    model: str
+    version: str  # the candidate
+    champion_read: str | None  # the champion when the gate read it
+
+    @property
+    def target(self) -> str | None:
+        """The version the run packages and, if the gate said so, promotes."""
+        return self.version if self.promote else self.champion_read
+
+
 class PromotionResult(StageResult):
+    """What the `promote` stage did: `promoted` when this run moved `champion` (from `previous_champion`)."""
+
     promoted: bool
     reason: str
     champion_version: str | None

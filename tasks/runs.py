@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -24,6 +26,11 @@ class PipelineRun:
     summary: dict = field(default_factory=dict)
 
 
+def owner_tags() -> dict[str, str]:
+    """Which process runs this: a RUNNING run whose process is gone was killed (`llmpath gc`, checkpoints)."""
+    return {"llmpath.host": socket.gethostname(), "llmpath.pid": str(os.getpid())}
+
+
 def _prefect_tags() -> dict[str, str]:
     from prefect.context import FlowRunContext
 
@@ -35,7 +42,8 @@ def _prefect_tags() -> dict[str, str]:
 
 @contextlib.contextmanager
 def pipeline_run(recipe: Recipe) -> Iterator[PipelineRun]:
-    """One MLflow run per pipeline. On any failure: run FAILED, new version removed, aliases restored."""
+    """One MLflow run per pipeline. On any failure: run FAILED, the alias moves this run made undone (where
+    nobody moved them since), its new version removed (unless an alias points at it)."""
     import mlflow
 
     experiment_id = tracking.ensure_experiment(recipe.experiment_name)
@@ -43,7 +51,7 @@ def pipeline_run(recipe: Recipe) -> Iterator[PipelineRun]:
     run = client.create_run(
         experiment_id,
         run_name=recipe.name,
-        tags={"llmpath.recipe": recipe.name, "llmpath.kind": recipe.kind} | _prefect_tags(),
+        tags={"llmpath.recipe": recipe.name, "llmpath.kind": recipe.kind} | owner_tags() | _prefect_tags(),
     )
     state = PipelineRun(run.info.run_id, experiment_id)
     client.log_text(state.run_id, yaml.safe_dump(recipe.model_dump(), sort_keys=False), "recipe.yaml")
@@ -54,7 +62,7 @@ def pipeline_run(recipe: Recipe) -> Iterator[PipelineRun]:
     except BaseException as err:
         if state.registration is not None:
             try:
-                undo_registration(state.registration, state.promotion)
+                undo_registration(state.registration, state.promotion, f"{type(err).__name__}: {err}")
             except Exception as undo_err:  # still mark the run failed; say what needs a hand
                 print(f"could not undo {state.registration.name} v{state.registration.version}: {undo_err}")
         client.set_tag(state.run_id, "llmpath.error", f"{type(err).__name__}: {err}"[:4000])

@@ -34,7 +34,13 @@ def test_stages_end_to_end(recipe):
     from tasks.data import prepare
     from tasks.evaluate import score_base, score_candidate
     from tasks.export import check_parity, export_version
-    from tasks.registry import alias_version, mark_deployable_version, promote_candidate, register_model
+    from tasks.registry import (
+        alias_version,
+        gate_candidate,
+        mark_deployable_version,
+        promote_decided,
+        register_model,
+    )
     from tasks.train import train
 
     with pipeline_run(recipe) as run:
@@ -45,10 +51,13 @@ def test_stages_end_to_end(recipe):
         base = score_base(recipe, data, rid)
         candidate = score_candidate(recipe, data, trained, rid)
         run.registration = register_model(recipe, trained, candidate, rid)
-        run.promotion = promote_candidate(recipe, run.registration, base, candidate, rid)
+        gated = gate_candidate(recipe, run.registration, base, candidate, rid)
+        # The gate decided; champion moves only at the end, once the version is deployable.
+        assert gated.promote and gated.target == "1" and alias_version("tiny-classifier", "champion") is None
         exported = export_version(recipe, trained, rid)
         checked = check_parity(recipe, data, exported, candidate, rid)
         mark_deployable_version(run.registration, exported, checked)
+        run.promotion = promote_decided(gated, rid)
 
     # Training learned the toy task and every step's loss reached MLflow.
     assert trained.steps == 90  # ceil(240 / 16) * 6
@@ -125,49 +134,85 @@ def _logged_model(recipe):
     )
 
 
+def _deployable(registration):
+    """What mark_deployable writes after parity (the forms' URIs are not read here)."""
+    from tasks.registry import mark_deployable_version
+    from tasks.results import ExportedModel, ParityResult
+
+    exported = ExportedModel(run_id="x", fp32_uri="runs:/x/onnx/fp32", int8_uri=None)
+    checked = ParityResult(
+        deployable_form="fp32", deployable_uri="runs:/x/onnx/fp32", metrics={}, reason="ok"
+    )
+    mark_deployable_version(registration, exported, checked)
+
+
 def test_gate_undo_promote_rollback_and_alias_history(recipe, prefect_harness, capsys):
     import mlflow
 
     from llmpath.cli import main
     from tasks import aliases
-    from tasks.registry import alias_version, promote_candidate, register_model, undo_registration
+    from tasks.registry import (
+        alias_version,
+        gate_candidate,
+        promote_decided,
+        register_model,
+        undo_registration,
+    )
     from tasks.results import Evaluation
+    from tasks.stages import GateError
 
     name = recipe.registered_model
-    trained = [_logged_model(recipe) for _ in range(4)]
+    trained = [_logged_model(recipe) for _ in range(6)]
     run_id = trained[0].run_id
+    client = mlflow.MlflowClient()
 
     def evaluation(kind, accuracy):
         return Evaluation(
             name=kind, metrics={"accuracy": accuracy, "macro_f1": accuracy}, predictions_uri="-"
         )
 
+    def versions():
+        return {str(v.version) for v in client.search_model_versions(f"name='{name}'")}
+
     base = evaluation("base", 0.5)
+
+    def gate(registration, accuracy):
+        return gate_candidate(recipe, registration, base, evaluation("candidate", accuracy), run_id)
+
     # A run that fails right after its first registration leaves no registered model behind.
     doomed = register_model(recipe, trained[0], evaluation("candidate", 0.8), run_id)
     undo_registration(doomed, None)
-    assert mlflow.MlflowClient().search_registered_models(f"name='{name}'") == []
+    assert client.search_registered_models(f"name='{name}'") == []
 
     first = register_model(recipe, trained[1], evaluation("candidate", 0.8), run_id)
-    assert promote_candidate(recipe, first, base, evaluation("candidate", 0.8), run_id).promoted
-    again = promote_candidate(recipe, first, base, evaluation("candidate", 0.8), run_id)
-    assert not again.promoted and "already the champion" in again.reason
+    decided = gate(first, 0.8)
+    assert decided.promote and alias_version(name, "champion") is None  # decided, not moved
+    assert client.get_model_version(name, "1").tags["promotion.decision"] == "approved"
+    with pytest.raises(GateError, match="no deployable form"):  # never a champion without a form
+        promote_decided(decided, run_id)
+    assert alias_version(name, "champion") is None
+    _deployable(first)
+    assert promote_decided(decided, run_id).promoted and alias_version(name, "champion") == "1"
+    assert client.get_model_version(name, "1").tags["promotion.decision"] == "promoted"
+    again = gate(first, 0.8)
+    assert not again.promote and "already the champion" in again.reason
 
     second = register_model(recipe, trained[2], evaluation("candidate", 0.7), run_id)
-    kept = promote_candidate(recipe, second, base, evaluation("candidate", 0.7), run_id)
-    assert not kept.promoted and "does not beat champion v1" in kept.reason
+    kept = gate(second, 0.7)
+    assert not kept.promote and "does not beat champion v1" in kept.reason and kept.target == "1"
+    assert not promote_decided(kept, run_id).promoted
     assert alias_version(name, "champion") == "1"
     assert alias_version(name, "candidate") == "2"
 
     third = register_model(recipe, trained[3], evaluation("candidate", 0.9), run_id)
-    moved = promote_candidate(recipe, third, base, evaluation("candidate", 0.9), run_id)
+    _deployable(third)
+    moved = promote_decided(gate(third, 0.9), run_id)
     assert moved.promoted and alias_version(name, "champion") == "3"
-    # A later stage fails: the version goes away and both aliases return to where they were.
+    # A later step fails: the version goes away and both aliases return to where they were.
     undo_registration(third, moved)
     assert alias_version(name, "champion") == "1"
     assert alias_version(name, "candidate") == "2"
-    versions = {str(v.version) for v in mlflow.MlflowClient().search_model_versions(f"name='{name}'")}
-    assert versions == {"1", "2"}
+    assert versions() == {"1", "2"}
 
     # By hand, through the CLI and the promote/rollback flows: v2 has no deployable form, so it needs --force;
     # then roll back to v1, and no further.
@@ -180,6 +225,30 @@ def test_gate_undo_promote_rollback_and_alias_history(recipe, prefect_harness, c
     assert main(["rollback", name, "--reason", "again"]) == 2
     assert "first recorded champion" in capsys.readouterr().err
 
+    # Compare-and-set: the gate approved v4 while champion was v1; someone promotes v2 meanwhile. The run's
+    # move does not overwrite it, and says so.
+    fourth = register_model(recipe, trained[4], evaluation("candidate", 0.95), run_id)
+    approved = gate(fourth, 0.95)
+    _deployable(fourth)
+    assert main(["promote", name, "2", "--reason", "meanwhile", "--force"]) == 0
+    late = promote_decided(approved, run_id)
+    assert not late.promoted and late.champion_version == "2"
+    assert "champion moved by" in late.reason and "(promote) meanwhile" in late.reason
+    assert alias_version(name, "champion") == "2"
+    undo_registration(fourth, late)  # the run fails after all: v4 goes, champion v2 stays
+    assert alias_version(name, "champion") == "2" and versions() == {"1", "2"}
+
+    # Someone promotes a running run's version by hand, then that run fails: undo keeps the version (an
+    # alias points at it; deleting it would drop the champion) and tags it failed.
+    fifth = register_model(recipe, trained[5], evaluation("candidate", 0.99), run_id)
+    assert main(["promote", name, fifth.version, "--reason", "hotfix", "--force"]) == 0
+    undo_registration(fifth, None, "RuntimeError: parity crashed")
+    assert alias_version(name, "champion") == fifth.version and fifth.version in versions()
+    assert alias_version(name, "candidate") == "2"
+    assert (
+        client.get_model_version(name, fifth.version).tags["llmpath.failed"] == "RuntimeError: parity crashed"
+    )
+
     moves = aliases.history(name)
     assert [(m.action, m.from_version, m.to_version) for m in moves] == [
         ("gate", None, "1"),
@@ -187,11 +256,19 @@ def test_gate_undo_promote_rollback_and_alias_history(recipe, prefect_harness, c
         ("undo", "3", "1"),
         ("promote", "1", "2"),
         ("rollback", "2", "1"),
+        ("promote", "1", "2"),
+        ("promote", "2", fifth.version),
     ]
+    assert all(a.to_version == b.from_version for a, b in zip(moves, moves[1:], strict=False))
     assert moves[3].why == "operator override" and moves[3].who
     assert moves[0].metrics["eval.accuracy"] == pytest.approx(0.8)
+    capsys.readouterr()
     assert main(["history", name]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert (
-        "v2 misbehaves" in printed[-1] and "v2 -> v1" in printed[-1] and printed[0].startswith("when (UTC)")
+        printed[0].startswith("when (UTC)")
+        and "hotfix" in printed[-1]
+        and f"v2 -> v{fifth.version}" in printed[-1]
     )
+    # No lock is left behind on the model.
+    assert "llmpath.lock" not in client.get_registered_model(name).tags
