@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from llmpath import stack
-from llmpath.cli import build_parser
+from llmpath.cli import build_parser, main
+from llmpath.stack import commands
 
 pytestmark = pytest.mark.unit
 
@@ -126,7 +127,9 @@ def test_a_running_stack_keeps_its_address_unless_told_otherwise(monkeypatch, tm
         5311,
         Path("/elsewhere/prefect"),
     )
-    assert not stack._same_address(stack.config_from_args(parse("--mlflow-port", "5000"), recorded), recorded)
+    assert not commands._same_address(
+        stack.config_from_args(parse("--mlflow-port", "5000"), recorded), recorded
+    )
 
 
 def test_workers_get_what_the_flows_need(monkeypatch, tmp_path):
@@ -141,6 +144,96 @@ def test_workers_get_what_the_flows_need(monkeypatch, tmp_path):
     assert env["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] == "true" and env["PREFECT_HOME"] == str(tmp_path / "ph")
     assert "PREFECT_API_URL" not in stack.server_env(config)
     assert stack.mlflow_env(config)["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert "PREFECT_API_AUTH_STRING" not in env  # no auth string in this config: none is invented
+
+
+def test_the_auth_string_reaches_the_server_and_the_workers_only(monkeypatch, tmp_path):
+    # Left over from another server, and a wide-open CORS setting from some tutorial: neither may get through.
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "someone:else")
+    monkeypatch.setenv("PREFECT_API_KEY", "pnu_other")
+    monkeypatch.setenv("PREFECT_SERVER_CORS_ALLOWED_ORIGINS", "*")
+    secret = "llmpath:s3cret-value"
+    config = stack.StackConfig(tmp_path, "127.0.0.1", 4201, 5001, tmp_path / "ph", secret)
+    assert secret not in repr(config) and "s3cret" not in str(config)
+    server, worker, mlflow = stack.server_env(config), stack.client_env(config), stack.mlflow_env(config)
+    assert server["PREFECT_SERVER_API_AUTH_STRING"] == secret and "PREFECT_API_AUTH_STRING" not in server
+    assert worker["PREFECT_API_AUTH_STRING"] == secret and "PREFECT_SERVER_API_AUTH_STRING" not in worker
+    assert "PREFECT_API_KEY" not in worker and "PREFECT_API_KEY" not in server
+    assert not any("s3cret" in value or value == "someone:else" for value in mlflow.values())
+    assert server["PREFECT_SERVER_CSRF_PROTECTION_ENABLED"] == "true"
+    assert worker["PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"] == "true"
+    assert server["PREFECT_SERVER_CORS_ALLOWED_ORIGINS"].split(",") == [
+        "http://127.0.0.1:4201",
+        "http://localhost:4201",
+        "http://127.0.0.1:5001",
+        "http://localhost:5001",
+    ]
+    # Commands are written to logs and shown by `ps`: the secret is never on one.
+    cmds = [stack.mlflow_cmd(config), *(commands.parts.command_of(n, config)[0] for n in ("prefect-server",))]
+    assert not any("s3cret" in arg for cmd in cmds for arg in cmd)
+
+
+def test_mlflow_stays_on_loopback_and_checks_host_and_origin(tmp_path):
+    config = stack.StackConfig(tmp_path, "0.0.0.0", 4201, 5001, tmp_path / "ph", "llmpath:x")
+    cmd = stack.mlflow_cmd(config)
+    flag = {cmd[i]: cmd[i + 1] for i in range(len(cmd) - 1) if cmd[i].startswith("--")}
+    assert flag["--host"] == "127.0.0.1" and config.mlflow_url == "http://127.0.0.1:5001"
+    assert flag["--allowed-hosts"] == "127.0.0.1:5001,localhost:5001"
+    assert (
+        "*" not in flag["--cors-allowed-origins"]
+        and "http://127.0.0.1:4201" in flag["--cors-allowed-origins"]
+    )
+    concrete = stack.StackConfig(tmp_path, "10.1.2.3", 4201, 5001, tmp_path / "ph")
+    assert "http://10.1.2.3:4201" in concrete.origins() and "http://10.1.2.3:5001" not in concrete.origins()
+
+
+def test_loopback_hosts():
+    assert all(stack.is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "localhost", "::1"))
+    assert not any(
+        stack.is_loopback(h) for h in ("0.0.0.0", "::", "", "10.0.0.5", "myhost", "127.0.0.1.evil")
+    )
+
+
+def test_the_auth_file_is_created_once_with_mode_0600(tmp_path):
+    path = tmp_path / ".llmpath" / "prefect-auth"
+    first = stack.create_auth(path)
+    assert first.startswith("llmpath:") and len(first) > len("llmpath:") + 40
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o077 == 0
+    assert stack.create_auth(path) == first == stack.read_auth(path)  # kept across `up`s
+    path.chmod(0o644)
+    assert stack.read_auth(path) == first and path.stat().st_mode & 0o777 == 0o600
+    other = tmp_path / "other"
+    assert stack.create_auth(other) != first  # random, not derived from anything
+
+
+def test_an_auth_file_that_is_a_link_or_empty_is_refused(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_text("llmpath:planted\n")
+    link = tmp_path / "prefect-auth"
+    link.symlink_to(target)
+    with pytest.raises(stack.StackError, match="not a plain file"):
+        stack.create_auth(link)
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    with pytest.raises(stack.StackError, match="does not hold an auth string"):
+        stack.read_auth(empty)
+    with pytest.raises(stack.StackError, match="run `llmpath up`"):
+        stack.read_auth(tmp_path / "missing")
+
+
+def test_no_auth_on_a_network_host_exits_2_and_starts_nothing(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("LLMPATH_HOME", str(tmp_path))
+    for var in ("LLMPATH_HOST", "LLMPATH_PREFECT_PORT", "LLMPATH_MLFLOW_PORT", "PREFECT_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["up", "--host", "0.0.0.0", "--no-auth"]) == 2
+    err = capsys.readouterr().err
+    assert "--no-auth with --host 0.0.0.0" in err and "Drop --no-auth" in err
+    assert not (tmp_path / ".llmpath").exists()
+    # On loopback --no-auth is allowed: no auth file, the state says so.
+    config, state = stack.resolve_state(parse("--no-auth"))
+    assert config.auth_string is None and state.auth is False and not config.auth_file.exists()
+    config, state = stack.resolve_state(parse("--host", "0.0.0.0"))
+    assert config.auth_string == stack.read_auth(config.auth_file) and state.auth is True
 
 
 def test_gpu_worker_flags():
@@ -165,6 +258,6 @@ def test_up_builds_on_a_running_stack_and_starts_afresh_after_a_dead_one(monkeyp
     stack.save_state(stack.state_file(), recorded)
     config, state = stack.resolve_state(parse())
     assert state.prefect_port == config.prefect_port == 4311 and state.parts == [me, dead]
-    assert stack._parts_to_start(config, state, ["mlflow", "prefect-server"]) == ["prefect-server"]
+    assert commands._parts_to_start(config, state, ["mlflow", "prefect-server"]) == ["prefect-server"]
     with pytest.raises(stack.StackError, match="llmpath down"):
         stack.resolve_state(parse("--prefect-port", "4400"))
