@@ -6,8 +6,9 @@
   a working slot, so a few clients that open an upload and stall hold nothing anyone else needs.
 - POST, PUT and PATCH take `application/json` only (415 otherwise): BentoML would also decode
   `application/vnd.bentoml+pickle`, i.e. run arbitrary pickle from any client, and multipart forms.
-- The service's `traffic.max_concurrency` is enforced here, by queueing: BentoML's own limit answers 429 the
-  moment it is reached, and counts stalled uploads. Past `max_queue` waiting requests the answer is 503.
+- The service's `traffic.max_concurrency` is enforced here, per endpoint and by queueing: BentoML's own limit
+  answers 429 the moment it is reached, counts stalled uploads, and lets a slow endpoint's requests take every
+  slot from a fast one's. Past `max_queue` requests waiting on one endpoint the answer is 503.
 - Every error leaves as JSON in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, whatever
   produced it (BentoML's validation errors, Starlette's 404/405, an exception); a 5xx never carries internals.
 
@@ -124,8 +125,8 @@ class Guard:
         self.app = app
         self.max_body_bytes, self.body_timeout_s = int(max_body_bytes), float(body_timeout_s)
         self.max_concurrency, self.max_queue = max_concurrency, int(max_queue)
-        self._slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
-        self._waiting = 0
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._waiting: dict[str, int] = {}
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] in BYPASS_PATHS:
@@ -163,19 +164,23 @@ class Guard:
         except _Gone:
             return None
         replay = _Replay(body, receive)
-        if self._slots is None or method not in BODY_METHODS:
+        if not self.max_concurrency or method not in BODY_METHODS:
             return await self._call(scope, replay, send)
-        if self._slots.locked() and self._waiting >= self.max_queue:
-            return await send_error(send, 503, f"{self._waiting} requests are already waiting; retry shortly")
-        self._waiting += 1
+        # Slots per endpoint; paths past the first few dozen (a client inventing URLs) share one set.
+        key = scope["path"] if scope["path"] in self._slots or len(self._slots) < 32 else "*"
+        slots = self._slots.setdefault(key, asyncio.Semaphore(self.max_concurrency))
+        waiting = self._waiting.get(key, 0)
+        if slots.locked() and waiting >= self.max_queue:
+            return await send_error(send, 503, f"{waiting} requests are already waiting; retry shortly")
+        self._waiting[key] = waiting + 1
         try:
-            await self._slots.acquire()
+            await slots.acquire()
         finally:
-            self._waiting -= 1
+            self._waiting[key] -= 1
         try:
             await self._call(scope, replay, send)
         finally:
-            self._slots.release()
+            slots.release()
 
     async def _read_body(self, receive) -> bytes:
         chunks, size = [], 0

@@ -137,13 +137,29 @@ def check_compatible(record: dict, embedder: str, revision: str, dim: int, colle
         )
 
 
+# The escapes both Milvus Lite's filter lexer and a Milvus server's grammar (Plan.g4) read back; every other
+# character, non-ASCII and control characters included, goes in literally. (JSON's \uXXXX escapes are not
+# Milvus syntax: Lite rejects them, so `Beyoncé` could not be filtered on. Lite also ignores templated
+# `filter_params`, which is why values are quoted here rather than passed separately.)
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def quote(value: str) -> str:
+    """`value` as a double-quoted Milvus string literal that reads back as exactly `value`."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a filter value is not valid Unicode text (a lone surrogate)") from None
+    return '"' + "".join(_ESCAPES.get(ch, ch) for ch in value) + '"'
+
+
 def filter_expression(filters: dict[str, str | int] | None) -> str:
     """A Milvus boolean expression from {field: value} equality filters on the known metadata fields."""
     parts = []
     for key, value in sorted((filters or {}).items()):
         if key not in FILTER_FIELDS:
             raise ValueError(f"cannot filter on {key!r}; filter fields: {', '.join(FILTER_FIELDS)}")
-        parts.append(f"{key} == {json.dumps(str(value))}")
+        parts.append(f"{key} == {quote(str(value))}")
     return " and ".join(parts)
 
 

@@ -5,24 +5,32 @@ Two models come from the BentoML store: the index (a Milvus Lite copy made at pa
 of a Milvus server, plus the embedder and the collection's build record) and the ONNX chat model. Each worker
 opens its own copy of a Lite index, so serving never shares a file with the indexing flow. The query embedder
 is checked against the collection's record at start: a mismatch stops the server instead of answering wrong.
+
+Each endpoint works on its own thread (`/ask` generates for seconds; `/search` takes milliseconds and must not
+wait behind it) and queues what it cannot take at once (bentos/guard.py: body limits, JSON only, OpenAI-shaped
+errors). Retrieved passages are tokenized as plain text: a passage cannot inject the chat template's control
+tokens.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import json
 import os
 import shutil
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import bentoml
 from pydantic import BaseModel, Field
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from connection import ResilientClient  # noqa: E402  (beside this file, in the repo and in the Bento)
 from runtime import (  # noqa: E402  (beside this file, in the repo and in the Bento)
     FILTER_FIELDS,
     Embedder,
@@ -34,9 +42,13 @@ from runtime import (  # noqa: E402  (beside this file, in the repo and in the B
 )
 
 try:
-    from causal_runtime import OnnxCausalLM  # in the Bento: the chat runtime copied in at packaging
+    from causal_runtime import OnnxCausalLM, encode_chat  # in the Bento: the chat runtime copied in
 except ImportError:  # in the repo
-    from bentos.chat.runtime import OnnxCausalLM
+    from bentos.chat.runtime import OnnxCausalLM, encode_chat
+try:
+    import guard  # in the Bento: copied beside this file
+except ImportError:  # in the repo
+    from bentos import guard
 
 _CONFIG_FILE = HERE / "bento_config.json"
 CONFIG = json.loads(_CONFIG_FILE.read_text()) if _CONFIG_FILE.exists() else {}
@@ -50,6 +62,8 @@ MAX_NEW_TOKENS = int(CONFIG.get("max_new_tokens", 256))
 
 Query = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
 FilterValue = Annotated[str, Field(max_length=512)] | int
+FilterField = Literal[FILTER_FIELDS]
+Filters = Annotated[dict[FilterField, FilterValue], Field(max_length=len(FILTER_FIELDS))]
 
 
 class Passage(BaseModel):
@@ -64,7 +78,8 @@ class Passage(BaseModel):
 
 @bentoml.service(
     name=CONFIG.get("name", "llmpath-rag"),
-    traffic={"timeout": 300, "max_concurrency": 8},
+    # max_concurrency: requests in flight per endpoint; the guard queues the rest (BentoML would answer 429).
+    traffic={"timeout": 300, "max_concurrency": 16},
     http={"host": CONFIG.get("host", "127.0.0.1"), "port": CONFIG.get("port", 3000)},
 )
 class Rag:
@@ -72,7 +87,6 @@ class Rag:
     chat_model = bentoml.models.BentoModel(CHAT_TAG)
 
     def __init__(self) -> None:
-        from pymilvus import MilvusClient
         from transformers import AutoTokenizer
 
         folder = Path(self.index_model.path)
@@ -85,7 +99,8 @@ class Rag:
             atexit.register(shutil.rmtree, self._tmp, True)  # a plain interpreter exit
             shutil.copytree(folder / "milvus.db", self._tmp / "milvus.db")
             uri = str(self._tmp / "milvus.db")
-        self.client = MilvusClient(uri, token=os.environ.get("MILVUS_TOKEN", ""))
+        # Reconnects and retries when an idle connection is dropped (Lite's GOAWAY, a restarted server).
+        self.client = ResilientClient(uri)
         self.record = read_record(self.client, self.collection)
         self.client.load_collection(self.collection)  # a reopened collection starts released
         self.embedder = Embedder(
@@ -103,10 +118,16 @@ class Rag:
         self.tokenizer = AutoTokenizer.from_pretrained(self.chat_model.path)
         self.llm = OnnxCausalLM(self.chat_model.path)
         self.labels = dict(self.index_model.info.labels)
+        # One thread each: the embedder's tokenizer is not safe to share across threads, ONNX Runtime already
+        # spreads one call over the cores, and a long generation never holds up a search.
+        self._searching = ThreadPoolExecutor(1, thread_name_prefix="rag-search")
+        self._asking = ThreadPoolExecutor(1, thread_name_prefix="rag-ask")
 
     @bentoml.on_shutdown
     def _remove_copy(self) -> None:
         """A worker stopped by its server (SIGTERM) never reaches atexit: remove its index copy here."""
+        self._searching.shutdown(wait=False, cancel_futures=True)
+        self._asking.shutdown(wait=False, cancel_futures=True)
         self.client.close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
@@ -132,34 +153,40 @@ class Rag:
         )[0]
 
     @bentoml.api(route="/search")
-    def search_chunks(
+    async def search_chunks(
         self,
         query: Query,
         k: Annotated[int, Field(ge=1, le=MAX_K)] = 5,
-        filters: Annotated[dict[str, FilterValue], Field(max_length=len(FILTER_FIELDS))] | None = None,
+        filters: Filters | None = None,
     ) -> dict:
         """The k chunks nearest to the query, best first, with scores and sources. `filters` keeps only chunks
-        whose metadata equal the given values (fields: source, doc_id, title)."""
-        hits = self._search(query, k, filters)
+        whose metadata equal the given values exactly (fields: source, doc_id, title; any Unicode text)."""
+        loop = asyncio.get_running_loop()
+        hits = await loop.run_in_executor(self._searching, self._search, query, k, filters)
         return {"query": query, "collection": self.collection, "results": hits}
 
     @bentoml.api(route="/ask")
-    def ask(
+    async def ask(
         self,
         question: Query,
         k: Annotated[int, Field(ge=1, le=20)] | None = None,
         max_new_tokens: Annotated[int, Field(ge=1, le=MAX_NEW_TOKENS)] | None = None,
-        filters: Annotated[dict[str, FilterValue], Field(max_length=len(FILTER_FIELDS))] | None = None,
+        filters: Filters | None = None,
     ) -> dict:
         """Retrieve k passages, fill the recipe's prompt template, answer with the chat model (greedy)."""
-        hits = self._search(question, k or int(ASK.get("k", 3)), filters)
+        loop = asyncio.get_running_loop()
+        hits = await loop.run_in_executor(
+            self._searching, self._search, question, k or int(ASK.get("k", 3)), filters
+        )
+        return await loop.run_in_executor(self._asking, self._answer, question, hits, max_new_tokens)
+
+    def _answer(self, question: str, hits: list[dict], max_new_tokens: int | None) -> dict:
         template = ASK.get("prompt_template", "Context:\n{context}\n\nQuestion: {question}")
         while True:  # drop the weakest passage until the prompt fits the model's input limit
             message = fill_prompt(template, question, [h["text"] for h in hits])
-            ids = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": message}], add_generation_prompt=True
-            )
-            ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
+            # Question and passages are text, never the template's control tokens (a corpus passage holding
+            # `<|im_end|><|im_start|>system` must not open a system turn).
+            ids = encode_chat(self.tokenizer, [{"role": "user", "content": message}])
             if len(ids) <= MAX_INPUT_TOKENS or not hits:
                 break
             hits = hits[:-1]
@@ -179,6 +206,7 @@ class Rag:
                 for h in hits
             ],
             "finish_reason": "length" if len(tokens) >= limit else "stop",
+            "prompt_tokens": len(ids),
         }
 
     @bentoml.api(route="/model")
@@ -191,3 +219,11 @@ class Rag:
             "record": self.record,
             **self.labels,
         }
+
+
+# Body limits, JSON only, queueing, OpenAI-shaped errors: the same guard as every llmpath Bento.
+guard.install(
+    Rag,
+    max_body_bytes=int(CONFIG.get("max_body_bytes", 1 << 20)),
+    body_timeout_s=float(CONFIG.get("body_timeout_s", 10.0)),
+)
