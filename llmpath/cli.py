@@ -1,4 +1,4 @@
-"""`llmpath`: run and validate recipes, serve the last built Bento."""
+"""`llmpath`: run and validate recipes, serve the champion's Bento."""
 
 from __future__ import annotations
 
@@ -163,26 +163,44 @@ SERVICES = {  # service -> (the smoke recipe that builds its Bento, its recipe k
 
 
 def cmd_serve(args) -> int:
-    """Serve the most recent Bento of a service on 127.0.0.1 (unless --host says otherwise)."""
+    """Serve the champion's Bento of a service on 127.0.0.1 (unless --host says otherwise)."""
     import os
     import subprocess
 
-    import bentoml
-    from bentoml.exceptions import NotFound
+    from llmpath.served import NothingToServe, champion_bento
 
     name = args.bento or f"llmpath-{args.service}"
-    try:
-        bentos = sorted(bentoml.list(name), key=lambda b: b.info.creation_time)
-    except NotFound:
-        bentos = []
     recipe, _, routes = SERVICES[args.service]
-    if not bentos:
-        print(f"No Bento named {name!r} yet. Build one: llmpath run recipes/{recipe}", file=sys.stderr)
+    try:
+        tag, model, version = champion_bento(name, f"llmpath run recipes/{recipe}")
+    except NothingToServe as err:
+        print(str(err), file=sys.stderr)
         return 2
-    tag = str(bentos[-1].tag)
-    print(f"serving {tag} on http://{args.host}:{args.port}  ({routes}, GET /healthz /readyz /metrics)")
+    print(f"serving {tag} ({model}@champion v{version}) on http://{args.host}:{args.port}")
+    print(f"  {routes}, GET /healthz /readyz /metrics")
     cmd = ["bentoml", "serve", tag, "--host", args.host, "--port", str(args.port)]
     return subprocess.call([os.path.join(os.path.dirname(sys.executable), cmd[0]), *cmd[1:]])
+
+
+def cmd_gc(args) -> int:
+    """List what killed runs and old builds left (scratch folders, index copies, unreferenced Milvus
+    collections and Bentos); drop them with --yes."""
+    from llmpath import gc, vectors
+    from llmpath.config import IndexConfig
+
+    items, notes = gc.find(vectors.milvus_uri(IndexConfig()))
+    for note in notes:
+        print(f"note: {note}")
+    if not items:
+        print("nothing to collect")
+        return 0
+    for item in items:
+        print(f"{'dropping' if args.yes else 'would drop'} {item.kind}: {item.name} ({item.why})")
+        if args.yes:
+            gc.drop(item)
+    if not args.yes:
+        print(f"dry run: nothing dropped. `llmpath gc --yes` drops these {len(items)}.")
+    return 0
 
 
 def _set_option(p: argparse.ArgumentParser) -> None:
@@ -234,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("gc", help=cmd_gc.__doc__)
+    p.add_argument("--yes", action="store_true", help="drop them (default: list what would go)")
+    p.set_defaults(func=cmd_gc)
     from llmpath import stack
 
     stack.add_commands(sub)

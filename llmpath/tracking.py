@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -22,6 +23,11 @@ def configure() -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+def store_digest() -> str:
+    """Names the tracking store: Bentos carry it as a label, so `llmpath gc` judges only its own store's."""
+    return hashlib.sha256(settings.tracking_uri().encode()).hexdigest()[:12]
 
 
 def ensure_experiment(name: str) -> str:

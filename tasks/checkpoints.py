@@ -6,16 +6,28 @@ does the run's `llmpath.checkpoint_step` tag move, so a kill mid-upload leaves t
 A later run with the same finetune cache key (same data, model, settings and code) finds it by that key, takes it
 over (copies it into its own run, the old run stops offering it) and continues. A run whose training finishes
 stops offering its checkpoints: from then on the stage cache reuses its result.
+
+Only a dead run's checkpoint is taken over: a run that trains says who it is (host, pid) and beats a heartbeat
+tag while it trains. A run still training with the same key (its process alive on this host, or its heartbeat
+fresh on another) keeps its checkpoint, and the new run starts fresh and says why.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from dataclasses import dataclass
 
 from llmpath import tracking
+from llmpath.locks import pid_alive
 
 KEY_TAG = "llmpath.finetune_key"
 STEP_TAG = "llmpath.checkpoint_step"
+HOST_TAG, PID_TAG, HEARTBEAT_TAG = "llmpath.train_host", "llmpath.train_pid", "llmpath.heartbeat"
+HEARTBEAT_EVERY = 15.0  # seconds between heartbeats while training
+STALE_AFTER = 600.0  # a heartbeat older than this (another host) means its trainer died
+_LAST_BEAT: dict[str, float] = {}
 
 
 @dataclass(frozen=True)
@@ -46,18 +58,58 @@ def save(run_id: str, step: int, model, optimizer, schedule) -> None:
     client.set_tag(run_id, STEP_TAG, str(step))
 
 
+def claim(run_id: str, key: str) -> None:
+    """This run trains for `key`: record who trains it and beat the first heartbeat."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for tag, value in {KEY_TAG: key, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}.items():
+        client.set_tag(run_id, tag, value)
+    beat(run_id, force=True)
+
+
+def beat(run_id: str, force: bool = False) -> None:
+    """Say this run is still training (at most every HEARTBEAT_EVERY seconds)."""
+    import mlflow
+
+    now = time.time()
+    if force or now - _LAST_BEAT.get(run_id, 0.0) >= HEARTBEAT_EVERY:
+        mlflow.MlflowClient().set_tag(run_id, HEARTBEAT_TAG, f"{now:.0f}")
+        _LAST_BEAT[run_id] = now
+
+
+def still_training(status: str, tags: dict[str, str], now: float | None = None) -> str | None:
+    """Why the run that owns a checkpoint is alive (so its checkpoint is not taken over), or None if dead."""
+    if status != "RUNNING":
+        return None
+    host, pid = tags.get(HOST_TAG), tags.get(PID_TAG, "")
+    if host == socket.gethostname() and pid.isdigit():
+        return f"its process {pid} is alive on this host" if pid_alive(int(pid)) else None
+    age = (now or time.time()) - float(tags.get(HEARTBEAT_TAG, "0") or 0)
+    return f"its heartbeat on {host} is {age:.0f} s old" if age < STALE_AFTER else None
+
+
 def find(key: str, current_run_id: str) -> Checkpoint | None:
-    """The furthest checkpoint any other run of this experiment left for the same finetune key."""
+    """The furthest checkpoint a dead or finished run of this experiment left for the same finetune key.
+    A run still training keeps its own: this one starts fresh rather than train the same steps twice over."""
     import mlflow
 
     client = mlflow.MlflowClient()
     experiment = client.get_run(current_run_id).info.experiment_id
     runs = client.search_runs([experiment], filter_string=f"tags.`{KEY_TAG}` = '{key}'")
-    found = [
-        Checkpoint(r.info.run_id, int(r.data.tags[STEP_TAG]), r.info.status)
-        for r in runs
-        if r.info.run_id != current_run_id and STEP_TAG in r.data.tags
-    ]
+    found = []
+    for r in runs:
+        if r.info.run_id == current_run_id or STEP_TAG not in r.data.tags:
+            continue
+        step = int(r.data.tags[STEP_TAG])
+        alive = still_training(r.info.status, r.data.tags)
+        if alive:
+            print(
+                f"run {r.info.run_id} is still training the same model ({alive}): not taking over its "
+                f"checkpoint at step {step}; training from the start"
+            )
+            continue
+        found.append(Checkpoint(r.info.run_id, step, r.info.status))
     return max(found, key=lambda c: c.step, default=None)
 
 

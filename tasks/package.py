@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from llmpath import settings, tracking
+from llmpath import tracking
 from llmpath.config import Recipe
 from tasks.registry import CHAMPION, alias_version
 from tasks.results import PackagedBento
@@ -30,11 +30,6 @@ SHARED = {"guard.py": BENTOS / "guard.py"}
 # What the Bento needs at serve time; installed only when containerizing (we build offline, unlocked).
 BENTO_PACKAGES = ["onnxruntime>=1.32,<1.33", "transformers>=4.57,<4.58", "numpy", "pydantic>=2.7"]
 EXTRA_PACKAGES = {"rag": ["pymilvus>=3.0,<3.1", "milvus-lite>=3.2,<3.3"]}
-
-
-def store_label() -> str:
-    """Which tracking store a Bento's version lives in (`llmpath gc` only judges Bentos of its own store)."""
-    return hashlib.sha256(settings.tracking_uri().encode()).hexdigest()[:12]
 
 
 def version_labels(recipe: Recipe, version: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
@@ -62,7 +57,7 @@ def version_labels(recipe: Recipe, version: str | None = None) -> tuple[dict[str
         "form": tags["deployable.form"],
         "mlflow_run_id": tags.get("run_id", ""),
         "build_digest": digest.hexdigest()[:16],
-        "store": store_label(),
+        "store": tracking.store_digest(),  # `llmpath gc` judges only the Bentos of its own store
     }
     return labels, tags
 

@@ -171,7 +171,7 @@ def train(
     pending: list[Metric] = []
     started = time.perf_counter()
     with tracking.use_run(run_id):
-        mlflow.set_tag(checkpoints.KEY_TAG, key)
+        checkpoints.claim(run_id, key)  # key, trainer and heartbeat: a live run's checkpoint is never taken
         mlflow.log_params(
             {
                 "train.total_steps": steps,
@@ -209,6 +209,7 @@ def train(
                         Metric("learning_rate", schedule.get_last_lr()[0], now_ms(), step),
                     ]
                     bar.update(1)
+                    checkpoints.beat(run_id)
                     if step % cfg.log_every == 0 or step == steps:
                         # Every step's loss is logged; writes are batched to spare the tracking store.
                         client.log_batch(run_id, metrics=pending)
