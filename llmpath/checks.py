@@ -15,17 +15,17 @@ def _chat_rows(rows: list, cfg: DataConfig, label: str):
 
 def check_inputs(recipe: Recipe) -> None:
     """Every data file or corpus source resolves (under the data root unless absolute), reads, and has few
-    enough bad rows; a corpus has text long enough to chunk; the base model resolves. Raises DataError,
+    enough bad rows; a corpus has text long enough to chunk and questions to gate on; the base model resolves. Raises DataError,
     ModelSourceError or ValueError with one line."""
-    from llmpath.data import check_split
+    from llmpath.data import check_split, check_split_sizes
     from llmpath.sources import resolve_model
 
     if recipe.kind == "rag":
-        from llmpath.corpus import read_corpus
+        from llmpath.corpus import read_corpus, require_questions
 
-        read_corpus(recipe.corpus)
+        require_questions(read_corpus(recipe.corpus), recipe.corpus)
     else:
         validate = _chat_rows if recipe.kind == "chat" else None
-        for name in filter(None, (recipe.data.train, recipe.data.validation)):
-            check_split(recipe.data, name, validate)
+        names = filter(None, (recipe.data.train, recipe.data.validation))
+        check_split_sizes([check_split(recipe.data, name, validate) for name in names])
     resolve_model(recipe.model.base, recipe.model.revision)

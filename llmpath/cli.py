@@ -29,11 +29,12 @@ def _check_routing(recipe) -> None:
 def cmd_validate(args) -> int:
     """Check a recipe and its data without training."""
     from llmpath.checks import check_inputs
-    from tasks.data import check_data, report_markdown
 
     recipe = _recipe(args)
+    check_inputs(recipe)  # before Prefect is imported: its import alone may warn on stderr
     _check_routing(recipe)
-    check_inputs(recipe)
+    from tasks.data import check_data, report_markdown
+
     print(f"{args.recipe}: recipe OK ({recipe.kind}, model {recipe.model.base})")
     if recipe.kind == "rag":
         from tasks.rag import check_corpus
@@ -76,8 +77,8 @@ def cmd_run(args) -> int:
     from llmpath.checks import check_inputs
 
     recipe = _recipe(args)
+    check_inputs(recipe)  # the checks `validate` makes, in its order, before Prefect or MLflow start
     _check_routing(recipe)
-    check_inputs(recipe)  # the checks `validate` makes, before Prefect or MLflow start
     _cache_option(args)
     _use_stack()
     from flows import FLOWS
@@ -96,8 +97,8 @@ def cmd_pipeline(args) -> int:
     recipes = [load_recipe(path, args.set) for path in args.recipes]
     settings.set_hub_access(any(r.uses_hub for r in recipes))
     for recipe in recipes:
-        _check_routing(recipe)
         check_inputs(recipe)
+        _check_routing(recipe)
     _cache_option(args)
     _use_stack()
     from flows.pipeline import pipeline

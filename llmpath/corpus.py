@@ -245,7 +245,8 @@ def read_corpus(cfg: CorpusConfig) -> Corpus:
     shown = "; ".join(str(i) for i in corpus.issues[:5])
     if not corpus.documents:
         raise DataError(f"{_sources(cfg)}: the corpus has no usable documents: {shown or 'no rows'}")
-    bad = len({(i.file, i.row) for i in corpus.issues if not i.problem.startswith("missing question")})
+    # A malformed question leaves its paragraph usable: only documents count against the share.
+    bad = len({(i.file, i.row) for i in corpus.issues if ".qas" not in i.field})
     if corpus.read and bad / corpus.read > cfg.max_invalid_fraction:
         more = f"; and {len(corpus.issues) - 5} more" if len(corpus.issues) > 5 else ""
         raise DataError(
@@ -261,6 +262,19 @@ def read_corpus(cfg: CorpusConfig) -> Corpus:
     ids = {d.doc_id for d in corpus.documents}
     corpus.questions = [q for q in corpus.questions if q.doc_id in ids][: cfg.max_questions]
     return corpus
+
+
+def require_questions(corpus: Corpus, cfg: CorpusConfig) -> None:
+    """A rag recipe is gated on recall@5: without a single evaluation question it would embed and index the
+    whole corpus only to fail at the gate. Names the first malformed questions, if that is why."""
+    if corpus.questions:
+        return
+    skipped = [str(i) for i in corpus.issues if "qas" in i.field][:3]
+    why = f" (skipped: {'; '.join(skipped)})" if skipped else ""
+    raise DataError(
+        f"{_sources(cfg)}: the corpus has no evaluation questions{why}; add a SQuAD source with "
+        "questions: true (retrieval is gated on recall@5)"
+    )
 
 
 def _too_short(cfg: CorpusConfig, documents: int) -> DataError:

@@ -65,6 +65,10 @@ def load_split(cfg: DataConfig, name: str) -> tuple[list[Any], str]:
         path = resolve_path(name)
         return load_rows(path, cfg.format), str(path)
     label = f"hub:{cfg.hub}[{name}]"
+    import logging
+
+    # Each failed request is retried five times, each retry a warning line; the error below says it once.
+    logging.getLogger("huggingface_hub.utils._http").setLevel(logging.ERROR)
     try:
         from datasets import load_dataset
 
@@ -85,6 +89,18 @@ def check_split(cfg: DataConfig, name: str, validate=None) -> ValidationReport:
     report = (validate or validate_rows)(rows, cfg, label)
     check_threshold(report, cfg)
     return report
+
+
+def check_split_sizes(reports: list[ValidationReport]) -> None:
+    """Enough usable rows for both splits: the train file's (and the validation file's, when named)."""
+    for report in reports:
+        if not report.kept:
+            raise DataError(f"{report.file}: no usable rows ({report.rows} read, all dropped); fix the file")
+    if len(reports) == 1 and len(reports[0].kept) < 2:
+        raise DataError(
+            f"{reports[0].file}: only {len(reports[0].kept)} usable row: too few to hold out a validation "
+            "split (data.validation_fraction); add rows or name a data.validation file"
+        )
 
 
 def _label_index(value: Any, labels: list[str]) -> tuple[int | None, str | None]:
@@ -165,7 +181,11 @@ def check_threshold(report: ValidationReport, cfg: DataConfig) -> None:
         raise DataError(f"{report.file}: no data rows (only a header, or an empty list)")
     share = report.invalid / report.rows
     if share > cfg.max_invalid_fraction:
-        problems = [str(i) for i in report.issues if not i.problem.startswith("duplicate")]
+        problems = [  # the file is named once, first
+            f"row {i.row}: {i.field}: {i.problem}"
+            for i in report.issues
+            if not i.problem.startswith("duplicate")
+        ]
         more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
         raise DataError(
             f"{report.file}: {report.invalid} of {report.rows} rows invalid ({share:.1%}) > "

@@ -24,13 +24,20 @@ def apply_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
+# What the user set before llmpath touched these: allowing the hub must not override a user who is offline
+# and said so (they get a one-line "offline mode is enabled" error at once, not a minute of retries).
+_USER_HF_OFFLINE = {key: os.environ.get(key) for key in _HF_OFFLINE}
+
+
 def set_hub_access(allowed: bool) -> None:
     """Turn Hugging Face hub access off unless a recipe explicitly names a hub source."""
     for key in _HF_OFFLINE:
-        if allowed:
+        if not allowed:
+            os.environ[key] = "1"
+        elif _USER_HF_OFFLINE[key] is None:
             os.environ.pop(key, None)
         else:
-            os.environ[key] = "1"
+            os.environ[key] = _USER_HF_OFFLINE[key]
 
 
 def project_home() -> Path:

@@ -41,6 +41,8 @@ def load_splits(
     if cfg.validation:
         val = _load_split(cfg, cfg.validation, validate)
         reports.append(val)
+    d.check_split_sizes(reports)
+    if cfg.validation:
         train_rows, val_rows = train.kept, val.kept
     else:
         shuffled = train.kept[:]
@@ -53,6 +55,10 @@ def load_splits(
     if leaked:
         train_rows = [r for r in train_rows if key(r) not in held_out]
         print(f"dropped {leaked} training rows that are also in validation")
+    if not train_rows:
+        raise d.DataError(
+            f"{train.file}: every usable training row is also in the validation split; name other files"
+        )
     train.leaked = leaked
     splits = {
         "train": _sample(train_rows, cfg.max_train_rows, cfg.seed),

@@ -44,10 +44,13 @@ def test_serve_without_a_bento_says_how_to_build_one(capsys):
     assert "No Bento named 'llmpath-never-built' yet" in capsys.readouterr().err
 
 
-def test_validate_rejects_routing_of_an_unknown_stage(tmp_path, capsys):
+def test_validate_rejects_routing_of_an_unknown_stage(tmp_path, capsys, monkeypatch):
+    # good data: the data checks come first
+    (tmp_path / "a.tsv").write_text("text\tlabel\nfine\t1\ndull\t0\n")
+    monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
-        "name: r\nregistered_model: m\ndata: {train: a.tsv, labels: [a, b]}\nmodel: {base: x}\n"
+        "name: r\nregistered_model: m\ndata: {train: a.tsv, labels: [a, b]}\nmodel: {base: packaged:all-minilm-l6-v2}\n"
         "routing: {pools: {finetuning: gpu-pool}}\n"
     )
     assert main(["validate", str(recipe)]) == 2

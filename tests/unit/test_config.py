@@ -146,3 +146,36 @@ def test_missing_file_and_non_mapping(tmp_path):
         load_recipe(tmp_path / "absent.yaml")
     with pytest.raises(RecipeError, match="mapping"):
         load_recipe(write(tmp_path, "- a\n- b\n"))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a: &a [x, x]\nb: [*a, *a]\n", r"line 2, column 5: YAML aliases \(\*name\) are not allowed"),
+        (MINIMAL + "name: again\n", r"line 6, column 1: key 'name' appears twice"),
+        (MINIMAL + "train: " + "[" * 100 + "]" * 100 + "\n", "nested more than 32 levels deep"),
+        (MINIMAL + "train: {epochs: 2\n", r"line 7, column 1: not valid YAML \(expected ',' or '}'"),
+        (MINIMAL + "train: {learning_rate: .nan}\n", "train.learning_rate: Input should be a finite number"),
+        (MINIMAL + "train: {epochs: .inf}\n", "train.epochs: Input should be a finite number"),
+        (MINIMAL + "kind: [a]\n", "kind: Input should be 'classify', 'chat' or 'rag'"),
+        ("", "empty file"),
+        ("just words\n", "a recipe is a YAML mapping .* not a str"),
+    ],
+)
+def test_hostile_recipes_get_one_line_naming_the_place(tmp_path, text, message):
+    with pytest.raises(RecipeError, match=message) as err:
+        load_recipe(write(tmp_path, text))
+    assert "\n" not in str(err.value) and str(err.value).startswith(str(tmp_path / "recipe.yaml"))
+
+
+def test_set_overrides_are_parsed_as_strictly(tmp_path):
+    with pytest.raises(RecipeError, match="--set train: line 1, column 2: YAML aliases"):
+        load_recipe(write(tmp_path, MINIMAL), ["train=[*x]"])
+
+
+def test_invalid_values_are_not_quoted(tmp_path):
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(tmp_path, MINIMAL + "serve: {bento_name: 'Hunter2 Secret', port: hunter3}\n"))
+    message = str(err.value)
+    assert "serve.bento_name: String should match pattern" in message and "serve.port:" in message
+    assert "Hunter2" not in message and "hunter3" not in message

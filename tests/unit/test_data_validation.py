@@ -47,7 +47,8 @@ def test_threshold_fails_with_rows_named(bad_file):
     with pytest.raises(DataError) as err:
         check_threshold(report, CFG)
     message = str(err.value)
-    assert "4 of 7 rows invalid" in message and "bad.tsv: row 3: label: missing" in message
+    assert message.startswith("bad.tsv: 4 of 7 rows invalid") and "; row 3: label: missing;" in message
+    assert "\n" not in message  # one line
     assert "max_invalid_fraction" in message
 
 
@@ -150,3 +151,65 @@ def test_training_rows_seen_in_validation_are_dropped_and_reported(tmp_path, mon
     )
     files = build_report(recipe, splits, reports, Tok())["files"]
     assert files[0]["kept"] == 2 and files[0]["dropped"] == 1 and files[0]["why"] == {"also in validation": 1}
+
+
+def test_relative_paths_stay_under_the_data_root(tmp_path, monkeypatch):
+    root, outside = tmp_path / "data", tmp_path / "outside"
+    root.mkdir(), outside.mkdir()
+    (outside / "secret.tsv").write_text("sentence\tlabel\nhidden\t1\n")
+    (root / "link.tsv").symlink_to(outside / "secret.tsv")
+    (root / "inner.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    (root / "alias.tsv").symlink_to(root / "inner.tsv")  # a link that stays inside is fine
+    monkeypatch.setenv("LLMPATH_DATA_DIR", str(root))
+    for name in ("../outside/secret.tsv", "link.tsv", "sub/../../outside/secret.tsv"):
+        with pytest.raises(DataError, match="leads outside the data root"):
+            resolve_path(name)
+    assert resolve_path("alias.tsv") == root / "inner.tsv"
+    assert resolve_path(str(outside / "secret.tsv")) == outside / "secret.tsv"  # named absolutely: allowed
+    with pytest.raises(DataError, match="is a folder, expected a file"):
+        resolve_path(".")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_byte_order_marks_are_read(tmp_path, encoding):
+    path = tmp_path / "rows.tsv"
+    path.write_bytes("sentence\tlabel\ncafé crème\t1\n".encode(encoding))
+    assert load_rows(path) == [{"sentence": "café crème", "label": "1"}]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty file"),
+        ("sentence\tlabel\ncaf\xe9\t1\n".encode("latin-1"), "line 2: not UTF-8 text"),
+        (b"sentence\tlabel\n\0\0\0", "line 2: a NUL byte"),
+        (b"sentence\tlabel\n" + b"x" * 200_000 + b"\t1\n", "line 2: field larger than field limit"),
+    ],
+)
+def test_unreadable_tables_are_named_without_their_content(tmp_path, content, message):
+    path = tmp_path / "rows.tsv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as err:
+        load_rows(path)
+    assert (
+        str(err.value).startswith(str(path)) and "caf" not in str(err.value) and "xxx" not in str(err.value)
+    )
+
+
+def test_labels_and_roles_are_described_not_quoted():
+    report = validate_rows(
+        [{"sentence": "a", "label": "hunter2"}, {"sentence": "b", "label": float("nan")}], CFG, "f"
+    )
+    assert [str(i) for i in report.issues] == [
+        "f: row 1: label: unknown label: not one of ['negative', 'positive'] nor 0..1",
+        "f: row 2: label: missing: nan is not a class (expected 0..1)",
+    ]
+
+
+def test_too_few_rows_to_split(tmp_path, monkeypatch):
+    from tasks.data import load_splits
+
+    (tmp_path / "one.tsv").write_text("sentence\tlabel\nalone\t1\n")
+    monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match="one.tsv: only 1 usable row: too few"):
+        load_splits(CFG.model_copy(update={"train": "one.tsv"}))
