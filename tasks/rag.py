@@ -122,17 +122,14 @@ def prepare(recipe: Recipe, run_id: str) -> PreparedCorpus:
 
 
 def source_digests(recipe: Recipe) -> dict[str, str]:
-    """The bytes of every source file (a folder: each text file in it)."""
-    from llmpath.corpus import TEXT_SUFFIXES, source_path
+    """The bytes of every source file (a folder: each text file in it that `read_folder` reads; a symlink
+    leading out of the folder and the data root is never opened, not even to hash it)."""
+    from llmpath.corpus import folder_files, source_path
 
     digests = {}
     for src in recipe.corpus.sources:
         path = source_path(src)
-        files = (
-            sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES)
-            if path.is_dir()
-            else [path]
-        )
+        files = folder_files(path)[0] if path.is_dir() else [path]
         for file in files:
             digests[str(file)] = file_digest(file)
     return digests
