@@ -273,14 +273,20 @@ def test_llmpath_validate_reports_the_corpus_and_names_bad_rows(tmp_path, monkey
     monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
     rows = [{"text": f"document number {i} about rivers and hills"} for i in range(30)] + [{"txt": "typo"}]
     (tmp_path / "docs.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    # The gate needs evaluation questions (a corpus without any is refused up front): one SQuAD paragraph.
+    paragraph = {
+        "context": "Rivers run between the hills.",
+        "qas": [{"question": "What runs?", "answers": [{"text": "Rivers"}]}],
+    }
+    (tmp_path / "qa.json").write_text(json.dumps({"data": [{"title": "T", "paragraphs": [paragraph]}]}))
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
         "name: r\nkind: rag\nregistered_model: r-index\n"
-        "corpus:\n  sources: [{path: docs.jsonl}]\n  max_invalid_fraction: 0.05\n"
+        "corpus:\n  sources: [{path: docs.jsonl}, {path: qa.json}]\n  max_invalid_fraction: 0.05\n"
     )
     assert main(["validate", str(recipe)]) == 0
     out = capsys.readouterr().out
-    assert "| documents | 30 |" in out and "docs.jsonl: row 31: text: missing" in out
+    assert "| documents | 31 |" in out and "docs.jsonl: row 31: text: missing" in out
     recipe.write_text(recipe.read_text().replace("0.05", "0.01"))
     assert main(["validate", str(recipe)]) == 2
-    assert "1 of 31 documents are unusable" in capsys.readouterr().err
+    assert "1 of 32 documents are unusable" in capsys.readouterr().err
