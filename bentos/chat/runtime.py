@@ -5,6 +5,7 @@ runs (and the rag Bento borrows)."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 import weakref
@@ -12,6 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+logger = logging.getLogger("llmpath.chat")
 
 # Below this temperature sampling is greedy: dividing logits by a smaller number overflows float math.
 MIN_TEMPERATURE = 1e-4
@@ -216,3 +219,16 @@ def _cut(text: str, stops: Sequence[str]) -> tuple[str, bool]:
 def _held_back(text: str, stops: Sequence[str]) -> int:
     """How many trailing characters might be the start of a stop string (not sent until we know)."""
     return max((k for stop in stops for k in range(1, len(stop)) if text.endswith(stop[:k])), default=0)
+
+
+def sse_events(chunks: Iterator[dict]) -> Iterator[str]:
+    """Server-sent events of `chunks`, always ending with `data: [DONE]`: a failure once the stream has
+    started (its 200 is already sent) becomes one OpenAI-style error event, never a cut stream."""
+    try:
+        for chunk in chunks:
+            yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+    except Exception:
+        logger.exception("chat stream failed")
+        error = {"message": "generation failed; the error is in the server log", "type": "server_error"}
+        yield f"data: {json.dumps({'error': error | {'param': None, 'code': None}})}\n\n"
+    yield "data: [DONE]\n\n"

@@ -12,7 +12,6 @@ front of everything."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -26,12 +25,21 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictStr,
+    field_validator,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from runtime import OnnxCausalLM, encode_chat, stream_text  # noqa: E402  (beside this file, in the repo and in the Bento)
+from runtime import OnnxCausalLM, encode_chat, sse_events, stream_text  # noqa: E402  (beside this file, in the repo and in the Bento)
 
 try:
     import guard  # in the Bento: copied beside this file at packaging
@@ -47,11 +55,19 @@ MAX_NEW_TOKENS = int(CONFIG.get("max_new_tokens", 256))
 MAX_CHARS = int(CONFIG.get("max_chars", 8000))
 MAX_N = 4  # answers per request: each is a full generation
 MAX_SEED = 2**32 - 1  # numpy's seed range
-logger = logging.getLogger("llmpath.chat")
 
 Finite = Annotated[float, Strict(), Field(allow_inf_nan=False)]  # a JSON number; NaN and Infinity refused
 Temperature = Annotated[Finite, Field(ge=0.0, le=2.0, description="0 (or below 1e-4) is greedy")]
-TopP = Annotated[Finite, Field(gt=0.0, le=1.0)]
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+# Not `gt=0`: BentoML's schema is OpenAPI 3.0, where pydantic's numeric `exclusiveMinimum` is invalid.
+TopP = Annotated[Finite, Field(ge=0.0, le=1.0), AfterValidator(_positive)]
 Stop = Annotated[StrictStr, Field(min_length=1, max_length=64)]
 Seed = Annotated[int, Strict(), Field(ge=0, le=MAX_SEED, description="0 to 2**32-1")]
 NewTokens = Annotated[int, Strict(), Field(ge=1, le=MAX_NEW_TOKENS)]
@@ -176,7 +192,9 @@ class ChatRequest(BaseModel):
     temperature: Temperature | None = None
     top_p: TopP | None = None
     n: Annotated[int, Strict(), Field(ge=1, le=MAX_N)] | None = None
-    stop: Stop | Annotated[list[Stop], Field(max_length=4)] | None = None
+    stop: Annotated[list[Stop], Field(max_length=4, description="up to 4 strings, or one string")] | None = (
+        None
+    )
     seed: Seed | None = None
     stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
@@ -204,6 +222,11 @@ class ChatRequest(BaseModel):
     store: StrictBool | None = None
     service_tier: StrictStr | None = None
 
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value  # OpenAI takes one string or a list
+
     @field_validator(*NO_OP)
     @classmethod
     def _no_op(cls, value: Any, info) -> Any:
@@ -226,7 +249,7 @@ class ChatRequest(BaseModel):
             max_tokens=self.max_completion_tokens or self.max_tokens or 128,
             temperature=0.0 if self.temperature is None else self.temperature,
             top_p=1.0 if self.top_p is None else self.top_p,
-            stop=[self.stop] if isinstance(self.stop, str) else list(self.stop or []),
+            stop=list(self.stop or []),
             seed=self.seed,
         )
 
@@ -236,14 +259,20 @@ app = FastAPI(title="llmpath chat (OpenAI-compatible)")
 
 def _error(status: int, message: str, param: str | None = None, code: str | None = None) -> JSONResponse:
     kind = "server_error" if status >= 500 else "invalid_request_error"
+    code = code or ("server_error" if status >= 500 else "invalid_value")
     error = {"message": message, "type": kind, "param": param, "code": code}
     return JSONResponse({"error": error}, status_code=status)
+
+
+UNION_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list"})
 
 
 def _param(loc: tuple) -> str | None:
     """('body', 'messages', 0, 'content') -> 'messages[0].content'."""
     text = ""
     for part in loc[1:] if loc and loc[0] == "body" else loc:
+        if isinstance(part, str) and (part in UNION_TAGS or not part.isidentifier()):
+            continue  # pydantic names the union member it tried ('str', 'list[...]'): not a field
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or None
 
@@ -293,23 +322,6 @@ async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
 @app.exception_handler(OpenAIError)
 async def _refused(request: Request, exc: OpenAIError) -> JSONResponse:
     return _error(exc.status, exc.message, exc.param, exc.code)
-
-
-def sse_events(chunks: Iterator[dict]) -> Iterator[str]:
-    """Server-sent events of `chunks`, always ending with `data: [DONE]`: a failure once the stream has
-    started (a 200 is already sent) becomes one OpenAI-style error event."""
-    try:
-        for chunk in chunks:
-            yield _sse(chunk)
-    except Exception:
-        logger.exception("chat stream failed")
-        message = "generation failed; the error is in the server log"
-        yield _sse({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
-    yield "data: [DONE]\n\n"
-
-
-def _sse(payload: dict) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
 @bentoml.service(

@@ -3,10 +3,12 @@ finite at the edges of the sampling parameters."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from bentos.chat.runtime import TemplateError, encode_chat, encode_text, pick
+from bentos.chat.runtime import TemplateError, encode_chat, encode_text, pick, sse_events
 
 pytestmark = pytest.mark.unit
 
@@ -104,3 +106,17 @@ def test_one_generator_across_answers_gives_reproducible_different_draws():
     again = np.random.default_rng(7)
     assert [pick(flat, 1.0, 1.0, again) for _ in range(10)] == a + b
     assert a != b
+
+
+def test_a_stream_that_fails_midway_ends_with_an_error_event_and_done():
+    def chunks():
+        yield {"choices": [{"index": 0, "delta": {"content": "a"}}]}
+        raise RuntimeError("secret internals")
+
+    events = list(sse_events(chunks()))
+    assert events[0] == 'data: {"choices": [{"index": 0, "delta": {"content": "a"}}]}\n\n'
+    error = json.loads(events[1].removeprefix("data: "))["error"]
+    assert error["type"] == "server_error" and "server log" in error["message"]
+    assert "secret" not in events[1]
+    assert events[2:] == ["data: [DONE]\n\n"]
+    assert list(sse_events(iter([]))) == ["data: [DONE]\n\n"]
