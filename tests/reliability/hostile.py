@@ -112,18 +112,29 @@ def status_of(sock: socket.socket, timeout: float) -> int:
 
 def burst(base: str, path: str, payloads: list[dict], concurrency: int, timeout: float = 300.0) -> list[int]:
     """Send every payload with at most `concurrency` in flight; the status codes, in payload order."""
+    return [status for status, _ in burst_answers(base, path, payloads, concurrency, timeout)]
 
-    async def run() -> list[int]:
+
+def burst_answers(
+    base: str, path: str, payloads: list[dict], concurrency: int, timeout: float = 300.0
+) -> list[tuple[int, object]]:
+    """As `burst`, with each answer's JSON body: (status, body), in payload order (-1, None: no answer)."""
+
+    async def run() -> list[tuple[int, object]]:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as client:
             gate = asyncio.Semaphore(concurrency)
 
-            async def one(payload: dict) -> int:
+            async def one(payload: dict) -> tuple[int, object]:
                 async with gate:
                     try:
-                        return (await client.post(path, json=payload)).status_code
-                    except httpx.HTTPError:
-                        return -1  # a dropped connection counts as a failure too
+                        response = await client.post(path, json=payload)
+                    except httpx.HTTPError as err:
+                        return -1, repr(err)  # a dropped connection counts as a failure too
+                    try:
+                        return response.status_code, response.json()
+                    except ValueError:
+                        return response.status_code, None
 
             return list(await asyncio.gather(*(one(p) for p in payloads)))
 
