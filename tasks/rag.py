@@ -510,7 +510,7 @@ def evaluate_answers(
     import mlflow
     from transformers import AutoTokenizer
 
-    from bentos.chat.runtime import OnnxCausalLM
+    from bentos.chat.runtime import OnnxCausalLM, encode_chat
 
     cfg = recipe.ask
     questions = read_table(prepared, "questions")[: cfg.sample]
@@ -523,10 +523,8 @@ def evaluate_answers(
     q_vectors = load_vectors(embedded, "questions")[: len(questions)]
 
     def answer(message: str) -> str:
-        ids = tokenizer.apply_chat_template(
-            [{"role": "user", "content": message}], add_generation_prompt=True
-        )
-        ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
+        # As the Bento's /ask does: passages and question are plain text, never control tokens.
+        ids = encode_chat(tokenizer, [{"role": "user", "content": message}])
         return tokenizer.decode(
             list(llm.stream(ids, cfg.max_new_tokens, [tokenizer.eos_token_id])), skip_special_tokens=True
         ).strip()
