@@ -7,7 +7,7 @@ RECIPE  ?= recipes/classify-sst2-smoke.yaml
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e lint serve serve-chat serve-rag mlflow-ui bench bench-chat bench-train bench-orchestration bench-retrieval up down status clean
+.PHONY: install run test test-unit test-integration test-e2e lint serve serve-chat serve-rag mlflow-ui bench bench-chat bench-train bench-orchestration bench-retrieval bench-serving up down status clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,9 @@ bench-orchestration: $(STAMP)  ## Prefect overhead and cached re-run of the smok
 
 bench-retrieval: $(STAMP)  ## Milvus Lite retrieval: FLAT/IVF_FLAT/HNSW/AUTOINDEX at 1x/4x/16x SQuAD (about 2 min)
 	$(BIN)/python bench/retrieval.py
+
+bench-serving: $(STAMP)  ## each Bento at concurrency 1/16/64, batched vs unbatched classifier (builds the smoke Bentos; about 20 min)
+	$(BIN)/python bench/serving_load.py
 
 up: $(STAMP)  ## local stack: Prefect server + UI (:4200), MLflow (:5000), work pools, deployments, workers
 	$(BIN)/llmpath up
