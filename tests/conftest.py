@@ -143,9 +143,9 @@ def llmpath_serve(service: str, tmp_path_factory, timeout: float = 90.0):
 
 
 @contextlib.contextmanager
-def bentoml_serve(target: str, env: dict[str, str], log: Path, timeout: float = 120.0):
-    """`bentoml serve TARGET` (e.g. `bentos.chat.service:Chat`) from the repository on a free port, with `env`
-    added; yields its base URL and stops the whole process group afterwards."""
+def bentoml_serve(target: str, env: dict[str, str], log: Path, timeout: float = 120.0, cwd: Path = ROOT):
+    """`bentoml serve TARGET` (e.g. `bentos.chat.service:Chat`) from `cwd` (the repository) on a free port,
+    with `env` added; yields its base URL and stops the whole process group afterwards."""
     import signal
     import subprocess
     import sys
@@ -154,7 +154,7 @@ def bentoml_serve(target: str, env: dict[str, str], log: Path, timeout: float = 
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", target, "--port", str(port)],
-            cwd=ROOT,
+            cwd=cwd,
             env=os.environ | env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -431,9 +431,6 @@ class Chat:
         seed: Seed | None = None,
     ) -> dict:
         """One user prompt, answered with the chat template applied."""
-        if not _is_unicode(prompt):
-            ctx.response.status_code = 400
-            return {"error": "prompt is not valid Unicode text (it holds a lone UTF-16 surrogate)"}
         try:
             ids = self._prompt([{"role": "user", "content": prompt}])
         except OpenAIError as refused:  # too long: refused before any generation

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import serve_tiny_chat
+from tests.conftest import bentoml_serve, serve_tiny_chat
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHAT = [{"role": "user", "content": "The light is red. What do I do?"}]
@@ -99,3 +99,30 @@ def test_stop_strings_end_the_answer_in_json_and_in_the_stream(server):
     ) as r:
         chunks = [json.loads(x[6:]) for x in r.iter_lines() if x.startswith("data: {")]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == expected
+
+
+def test_the_service_runs_from_a_bento_folder(tiny_chat_model, tmp_path_factory):
+    """As packaged: service.py beside its runtime and the shared guard (`import guard` finds the copy), served
+    from that folder."""
+    import shutil
+
+    from tasks.package import SERVICES, SHARED
+
+    folder, files, service_class = SERVICES["chat"]
+    src = tmp_path_factory.mktemp("chat-bento-src")
+    for name in files:
+        shutil.copy2(folder / name, src / name)
+    for name, path in SHARED.items():
+        shutil.copy2(path, src / name)
+    env = {"LLMPATH_CHAT_MODEL": tiny_chat_model}
+    with bentoml_serve(f"service:{service_class}", env, src / "serve.log", cwd=src) as base:
+        answer = httpx.post(
+            f"{base}/v1/chat/completions", json={"messages": CHAT, "max_tokens": 3}, timeout=60
+        )
+        assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 3
+        refused = httpx.post(
+            f"{base}/v1/chat/completions",
+            content=b"\x80\x04.",
+            headers={"content-type": "application/vnd.bentoml+pickle"},
+        )
+        assert refused.status_code == 415 and refused.json()["error"]["type"] == "invalid_request_error"
