@@ -19,7 +19,7 @@ BENTOS = Path(__file__).resolve().parent.parent / "bentos"
 # What each kind's Bento holds: its service folder, the files copied from it, and the service class.
 SERVICES = {
     "classify": (BENTOS / "classifier", ("service.py", "runtime.py"), "Classifier"),
-    "chat": (BENTOS / "chat", ("service.py", "runtime.py"), "Chat"),
+    "chat": (BENTOS / "chat", ("service.py", "openai_api.py", "runtime.py"), "Chat"),
     "rag": (BENTOS / "rag", ("service.py", "runtime.py", "connection.py"), "Rag"),
 }
 # Files a Bento takes from another service folder, under another name (the rag Bento generates with the chat
