@@ -134,7 +134,13 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         method = scope.get("method", "GET")
         if method in BODY_METHODS:
-            media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+            # Every Content-Type header counts: BentoML reads the first, a dict of them would keep the last.
+            types = [v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"content-type"]
+            if len(types) > 1:
+                return await send_error(
+                    send, 415, "send one Content-Type header (application/json)", close=True
+                )
+            media = (types or ["application/json"])[0].split(";")[0].strip().lower()
             if media != "application/json":
                 shown = media[:60] or "an empty content type"
                 return await send_error(

@@ -217,6 +217,15 @@ def test_oversized_chunked_body_is_refused_and_get_is_not_allowed(server):
     good_search_works(server)
 
 
+def test_a_second_content_type_cannot_smuggle_pickle_in(server):
+    """BentoML picks the first Content-Type header: the guard refuses a request with more than one."""
+    for pair in (["application/vnd.bentoml+pickle", "application/json"], ["application/json", "text/plain"]):
+        headers = [("content-type", value) for value in pair]
+        response = httpx.post(f"{server}/search", content=json.dumps(Q).encode(), headers=headers, timeout=30)
+        assert_client_error(response, 415, ("content-type",))
+    good_search_works(server)
+
+
 @pytest.mark.parametrize(("title", "doc_id", "text"), SPECIAL, ids=[s[1] for s in SPECIAL])
 def test_unicode_and_control_characters_in_filters_find_their_chunk(server, title, doc_id, text):
     for filters in ({"title": title}, {"doc_id": f"{JSONL}#{doc_id}"}, {"title": title, "source": JSONL}):
