@@ -14,6 +14,8 @@ from pathlib import Path
 
 from llmpath import settings
 
+_READY: set[str] = set()
+
 
 def configure() -> str:
     """Point MLflow at the configured store (embedded SQLite by default) and return its URI."""
@@ -22,7 +24,27 @@ def configure() -> str:
     uri = settings.tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if uri.startswith("sqlite:///") and uri not in _READY:
+        _create_sqlite_tables(uri)
+        _READY.add(uri)
     return uri
+
+
+def _create_sqlite_tables(uri: str) -> None:
+    """Create a new embedded store's tables one process at a time: processes that open a fresh SQLite store
+    together all run its schema migration, and all but one fail ("Online migration expected to match one
+    row"). Once the tables exist, MLflow skips the migration."""
+    import fcntl
+
+    import mlflow
+
+    folder = Path(uri.removeprefix("sqlite:///")).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".mlflow-init.lock").open("a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)  # the tracking tables
+        client.search_registered_models(max_results=1)  # the registry's
 
 
 def store_digest() -> str:
@@ -56,7 +78,8 @@ def ensure_experiment(name: str) -> str:
 
 @contextlib.contextmanager
 def use_run(run_id: str) -> Iterator[None]:
-    """Make `run_id` the active run (resuming it when this process or machine did not start it)."""
+    """Make `run_id` the active run (resuming it when this process or machine did not start it), and leave
+    its status as it was."""
     import mlflow
 
     configure()
@@ -64,8 +87,15 @@ def use_run(run_id: str) -> Iterator[None]:
     if active is not None and active.info.run_id == run_id:
         yield
         return
-    with mlflow.start_run(run_id=run_id, nested=active is not None):
+    # Leave the run in the state it had: a pipeline run stays RUNNING between its stages (so a run killed
+    # between two stages shows as unfinished, and `llmpath gc` and checkpoints can tell), a finished run
+    # stays FINISHED. mlflow.start_run's own exit would mark it FINISHED after every stage.
+    before = mlflow.MlflowClient().get_run(run_id).info.status
+    mlflow.start_run(run_id=run_id, nested=active is not None)
+    try:
         yield
+    finally:
+        mlflow.end_run(status=before)
 
 
 _SCRATCH: list[Path] = []

@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from llmpath import tracking
+from llmpath import faults, tracking
 from llmpath.config import Recipe
 from tasks.registry import CHAMPION, alias_version
 from tasks.results import PackagedBento
@@ -144,6 +144,7 @@ def build_bento(recipe: Recipe, version: str | None = None) -> PackagedBento:
         models=model_tags,
         build_ctx=str(ctx),
     )
+    faults.point("package")  # the fault test kills a run here: Bento built, not yet named on its version
     if labels["mlflow_run_id"]:
         with tracking.use_run(labels["mlflow_run_id"]):
             mlflow.set_tags({"bento.tag": str(bento.tag), "bento.model_tag": model_tag})

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from llmpath import locks, tracking
+from llmpath import faults, locks, tracking
 from llmpath.config import Recipe
 from llmpath.promotion import Decision, decide
 from tasks import aliases
@@ -106,6 +106,7 @@ def register_version(
     created = version is None
     if created:
         version = create()
+        faults.point("register")  # the fault test kills a run here: version made, lease held, no alias yet
         print(f"registered {name} v{version} (alias {CANDIDATE})")
     else:
         for key, value in evals.items():
@@ -233,7 +234,7 @@ def promote_decided(gate: GateDecision, run_id: str) -> PromotionResult:
     with tracking.use_run(run_id):
         mlflow.set_tags({"promotion.decision": "promoted" if moved else "kept", "promotion.reason": reason})
         mlflow.log_metric("promotion.promoted", float(moved))
-    print(f"promotion: {'promoted' if moved else 'kept'}: {reason}")
+    print(f"promotion: promoted: {reason}" if moved else f"promotion: {reason}")
     return PromotionResult(
         promoted=moved,
         reason=reason,

@@ -26,6 +26,15 @@ class PipelineRun:
     summary: dict = field(default_factory=dict)
 
 
+def sweep_leftovers() -> None:
+    """Remove what killed runs left in the temp dir (their scratch roots, index copies nobody has open)."""
+    from llmpath import gc
+
+    for item in gc.temp_leftovers():
+        gc.drop(item)
+        print(f"removed a leftover {item.kind}: {item.name} ({item.why})")
+
+
 def owner_tags() -> dict[str, str]:
     """Which process runs this: a RUNNING run whose process is gone was killed (`llmpath gc`, checkpoints)."""
     return {"llmpath.host": socket.gethostname(), "llmpath.pid": str(os.getpid())}
@@ -46,6 +55,7 @@ def pipeline_run(recipe: Recipe) -> Iterator[PipelineRun]:
     nobody moved them since), its new version removed (unless an alias points at it)."""
     import mlflow
 
+    sweep_leftovers()
     experiment_id = tracking.ensure_experiment(recipe.experiment_name)
     client = mlflow.MlflowClient()
     run = client.create_run(

@@ -4,6 +4,7 @@ real Bentos (built from a three-line service) in temp dirs."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -93,7 +94,7 @@ def test_gc_lists_then_drops_only_what_nothing_refers_to_and_serve_follows_the_c
     for collection, pid in (("c_building", os.getpid()), ("c_dead_build", dead_pid())):
         building = client.create_run(run.info.experiment_id)  # RUNNING until its process ends it
         client.set_tag(building.info.run_id, "index.collection", collection)
-        client.set_tag(building.info.run_id, "llmpath.host", __import__("socket").gethostname())
+        client.set_tag(building.info.run_id, "llmpath.host", socket.gethostname())
         client.set_tag(building.info.run_id, "llmpath.pid", str(pid))
 
     # The temp dir: scratch roots of a dead and a live process, index copies nobody has open and one a
