@@ -135,7 +135,8 @@ def print_urls(config: StackConfig) -> None:
         )
     if not is_loopback(config.host):
         print(
-            f"Prefect listens on {config.host} (plain HTTP: use a trusted network or a TLS proxy in front). "
+            f"Prefect listens on {config.host} (plain HTTP: use a trusted network or a TLS proxy in front; for "
+            "browsers on other machines, set PREFECT_UI_API_URL to the API's address there before `up`). "
             f"MLflow stays on {MLFLOW_HOST}: to reach it from elsewhere put a TLS proxy with auth in front of "
             "it (see README, Operating safely)."
         )

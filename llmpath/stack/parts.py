@@ -49,6 +49,9 @@ def base_env(config: StackConfig) -> dict[str, str]:
 def server_env(config: StackConfig) -> dict[str, str]:
     env = base_env(config)
     env.pop("PREFECT_API_URL", None)  # the server serves the API; a URL to another one only confuses its logs
+    # The UI calls the API at this URL. Prefect derives it from its settings, not from `--port`, so without it
+    # a UI on another port talks to whatever runs on :4200. Behind a proxy, set PREFECT_UI_API_URL yourself.
+    env.setdefault("PREFECT_UI_API_URL", config.prefect_api)
     env.update(
         # Set, not defaulted: a `*` left in the caller's environment would open the API to every web page.
         PREFECT_SERVER_CORS_ALLOWED_ORIGINS=",".join(config.origins()),

@@ -30,14 +30,20 @@ def listening(port: int) -> bool:
 
 
 def llmpath(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "llmpath.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "llmpath.cli", *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as err:  # say where it was stuck: the stack's logs
+        home = Path(env["LLMPATH_HOME"])
+        raise AssertionError(
+            f"llmpath {' '.join(args)}: no answer in {timeout:.0f} s\n{log_tails(home)}"
+        ) from err
 
 
 def log_tails(home: Path) -> str:
@@ -108,7 +114,8 @@ def test_up_trigger_route_fall_back_and_down(stack_env, tiny_bert, tmp_path):
     assert "Prefect API auth: on" in status.stdout
 
     # 1. No gpu-pool worker: the smoke recipe, triggered from the CLI, completes on cpu-pool with finetune on CPU.
-    triggered = llmpath(env, "trigger", "recipes/classify-sst2-smoke.yaml", timeout=400)
+    # Generous: the smoke run takes 4-6 min alone on 2 cores, and over 400 s with neighbours' tests running.
+    triggered = llmpath(env, "trigger", "recipes/classify-sst2-smoke.yaml", timeout=1200)
     assert triggered.returncode == 0 and "finished: Completed" in triggered.stdout, (
         f"{triggered.stdout}\n{triggered.stderr}\n{log_tails(home)}"
     )
@@ -190,6 +197,9 @@ def check_closed_to_strangers(api: str, mlflow: str, prefect_port: int, client: 
     allowed = httpx.options(f"{api}/flow_runs/filter", headers={"Origin": own, **preflight})
     assert allowed.headers.get("access-control-allow-origin") == own
     assert "access-control-allow-origin" not in httpx.get(f"{api}/health", headers={"Origin": EVIL}).headers
+    # The UI knows to ask for the password, to send CSRF tokens, and which API is its own.
+    ui = httpx.get(f"{api.removesuffix('/api')}/ui-settings").json()
+    assert (ui["auth"], ui["csrf_enabled"], ui["api_url"]) == ("BASIC", True, api)
     # Auth: no string, a wrong one, the right one.
     assert httpx.get(f"{api}/work_pools/cpu-pool").status_code == 401
     wrong = {"Authorization": stack.auth.basic_header("llmpath:guess")}
@@ -241,7 +251,7 @@ def run_deployment(api: str, auth_string: str, name: str, parameters: dict):
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: auth_string}):
-        return run_deployment(name=name, parameters=parameters, timeout=240, poll_interval=2)
+        return run_deployment(name=name, parameters=parameters, timeout=900, poll_interval=2)
 
 
 def flow_run_logs(client: stack.StackAPI, flow_run_id: str) -> list[str]:

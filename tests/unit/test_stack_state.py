@@ -152,6 +152,7 @@ def test_the_auth_string_reaches_the_server_and_the_workers_only(monkeypatch, tm
     monkeypatch.setenv("PREFECT_API_AUTH_STRING", "someone:else")
     monkeypatch.setenv("PREFECT_API_KEY", "pnu_other")
     monkeypatch.setenv("PREFECT_SERVER_CORS_ALLOWED_ORIGINS", "*")
+    monkeypatch.delenv("PREFECT_UI_API_URL", raising=False)
     secret = "llmpath:s3cret-value"
     config = stack.StackConfig(tmp_path, "127.0.0.1", 4201, 5001, tmp_path / "ph", secret)
     assert secret not in repr(config) and "s3cret" not in str(config)
@@ -161,6 +162,7 @@ def test_the_auth_string_reaches_the_server_and_the_workers_only(monkeypatch, tm
     assert "PREFECT_API_KEY" not in worker and "PREFECT_API_KEY" not in server
     assert not any("s3cret" in value or value == "someone:else" for value in mlflow.values())
     assert server["PREFECT_SERVER_CSRF_PROTECTION_ENABLED"] == "true"
+    assert server["PREFECT_UI_API_URL"] == "http://127.0.0.1:4201/api"  # the UI's own API, not :4200
     assert worker["PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"] == "true"
     assert server["PREFECT_SERVER_CORS_ALLOWED_ORIGINS"].split(",") == [
         "http://127.0.0.1:4201",
