@@ -178,8 +178,11 @@ class TemplateError(ValueError):
 
 
 def _ids(tokenizer, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt)
-    return list(out["input_ids"] if isinstance(out, dict) else out)
+    """The conversation in the chat template with message text as plain text, exactly as the chat Bento
+    encodes a request: a row whose text holds `<|im_end|>` trains on those characters, not on a control token."""
+    from bentos.chat.runtime import encode_chat
+
+    return encode_chat(tokenizer, messages, add_generation_prompt=generation_prompt)
 
 
 def render(
