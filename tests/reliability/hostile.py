@@ -97,6 +97,17 @@ def stall(base: str, path: str, n: int, declared: int = 200) -> list[socket.sock
     return socks
 
 
+def unanswered(sock: socket.socket) -> bool:
+    """Whether the server has sent nothing on this connection yet (checked without waiting)."""
+    sock.setblocking(False)
+    try:
+        return not sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
 def status_of(sock: socket.socket, timeout: float) -> int:
     """The status code the server finally answers a stalled connection with."""
     sock.settimeout(timeout)

@@ -8,7 +8,6 @@ good requests keep working; load is queued and batched, never shed or mixed up."
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
@@ -23,6 +22,7 @@ from tests.reliability.hostile import (
     serve,
     stall,
     status_of,
+    unanswered,
 )
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
@@ -41,7 +41,7 @@ def built(prefect_harness, tiny_bert, tmp_path_factory):
     mp.setenv("LLMPATH_DATA_DIR", str(root))
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     raw = tiny_recipe(root, tiny_bert, name="hostile", serve={"bento_name": "hostile-classifier"})
-    raw["serve"] |= {"body_timeout_s": 5, "max_body_bytes": LIMIT}
+    raw["serve"] |= {"body_timeout_s": 8, "max_body_bytes": LIMIT}
     try:
         summary = classify(parse_recipe(raw))
         assert summary["bento"].startswith("hostile-classifier:"), summary
@@ -183,18 +183,11 @@ def test_odd_but_valid_text_is_classified(server, text):
 
 def test_stalled_uploads_lock_out_no_one_and_get_408(server):
     """More stalled uploads than the service has slots (64): a normal request is answered while they all
-    still wait, and each stalled one gets a 408 once the body timeout (5 s here) has passed."""
+    still wait, and each stalled one gets a 408 once the body timeout (8 s here) has passed."""
     socks = stall(server, "/classify", 72)
     try:
-        started = time.monotonic()
         good_request_works(server)
-        waited = time.monotonic() - started
-        for sock in socks:  # none has been answered yet: the normal request did not wait for them
-            sock.setblocking(False)
-            with pytest.raises(BlockingIOError):
-                sock.recv(1)
-            sock.setblocking(True)
-        assert waited < 5.0
+        assert all(unanswered(s) for s in socks), "the normal request was served only after the stalled ones"
         assert [status_of(s, timeout=60) for s in socks] == [408] * len(socks)
     finally:
         for s in socks:
