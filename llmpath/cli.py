@@ -265,12 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from llmpath.config import RecipeError
     from llmpath.data import DataError
+    from llmpath.locks import RegistryBusy
     from llmpath.sources import ModelSourceError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (RecipeError, DataError, ModelSourceError, LookupError, ValueError) as err:
+    except (RecipeError, DataError, ModelSourceError, LookupError, ValueError, RegistryBusy) as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
 
