@@ -9,6 +9,10 @@ from pathlib import Path
 _DEFAULT_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    # The temporary server `llmpath run` starts without a stack listens on a random loopback port: no web page
+    # may drive it (cross-origin reads refused, writes need the CSRF token that Prefect's own client fetches).
+    "PREFECT_SERVER_CORS_ALLOWED_ORIGINS": "http://127.0.0.1:4200",
+    "PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "true",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "BENTOML_DO_NOT_TRACK": "true",
