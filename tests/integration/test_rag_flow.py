@@ -192,6 +192,10 @@ def test_a_run_failing_after_registration_undoes_it(home, prefect_harness, chat_
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias("rag-tiny-index", "champion").version) == "1"
     assert [str(v.version) for v in client.search_model_versions("name='rag-tiny-index'")] == ["1"]
+    # The gate approved v2, but champion moves last: the failed run never moved it, so nothing was undone.
+    from tasks import aliases
+
+    assert [(m.action, m.to_version) for m in aliases.history("rag-tiny-index")] == [("gate", "1")]
     failed = client.search_runs(
         [client.get_experiment_by_name("rag-tiny").experiment_id], "attributes.status = 'FAILED'"
     )
