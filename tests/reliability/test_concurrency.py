@@ -91,3 +91,42 @@ def test_a_checkpoint_is_taken_over_only_once_its_run_is_dead(home):
     assert checkpoints.find("k", newcomer) is None
     client.set_terminated(owner, "FAILED")  # an ended run's checkpoint is no one's
     assert checkpoints.find("k", newcomer) is not None
+
+
+def test_a_writer_on_another_host_holds_the_model_until_its_lease_expires(home, monkeypatch, capsys):
+    """The lease tag is what serializes hosts sharing a tracking server: a writer waits for a live lease,
+    gives up with the holder's name when told to wait less, and takes an expired one over."""
+    import json
+
+    import mlflow
+
+    from llmpath import locks
+    from tasks.registry import alias_version, move_champion
+
+    tracking.configure()
+    client = mlflow.MlflowClient()
+    run = client.create_run(tracking.ensure_experiment("lease"))
+    client.create_registered_model("lease-model")
+    for _ in range(2):
+        client.create_model_version("lease-model", f"runs:/{run.info.run_id}/m", run_id=run.info.run_id)
+
+    def held_elsewhere(seconds: float) -> None:
+        lease = {"owner": "gpu-box:4242:abcd", "host": "gpu-box", "pid": 4242, "what": "promote v1"}
+        client.set_registered_model_tag(
+            "lease-model", locks.LOCK_TAG, json.dumps(lease | {"expires": time.time() + seconds})
+        )
+
+    held_elsewhere(3600)
+    monkeypatch.setattr(locks, "WAIT", 2.0)
+    with pytest.raises(locks.RegistryBusy, match=r"held by gpu-box:4242:abcd \(promote v1"):
+        move_champion("lease-model", "1", "by hand", force=True)
+    assert alias_version("lease-model", "champion") is None  # nothing moved without the lock
+
+    held_elsewhere(4)  # expires while this writer waits
+    monkeypatch.setattr(locks, "WAIT", 120.0)
+    started = time.monotonic()
+    capsys.readouterr()
+    move_champion("lease-model", "2", "by hand", force=True)
+    assert time.monotonic() - started >= 3.0 and alias_version("lease-model", "champion") == "2"
+    assert "waiting for the registry lock held by gpu-box:4242:abcd" in capsys.readouterr().out
+    assert locks.LOCK_TAG not in client.get_registered_model("lease-model").tags
