@@ -120,7 +120,7 @@ class Guard:
         max_body_bytes: int = 1 << 20,
         body_timeout_s: float = 10.0,
         max_concurrency: int | None = None,
-        max_queue: int = 1024,
+        max_queue: int = 256,
     ) -> None:
         self.app = app
         self.max_body_bytes, self.body_timeout_s = int(max_body_bytes), float(body_timeout_s)
@@ -255,11 +255,12 @@ def install(
     service,
     max_body_bytes: int = 1 << 20,
     body_timeout_s: float = 10.0,
-    max_queue: int = 1024,
+    max_queue: int = 256,
 ):
     """Put the guard in front of a `@bentoml.service` class. Its `traffic.max_concurrency`, if set, moves
     into the guard (BentoML's own limiter would shed at that count, and it sits outside this middleware, so
-    it would count stalled uploads). Returns the service for chaining."""
+    it would count stalled uploads). A queued request holds its body: `max_queue` x `max_body_bytes` is the
+    memory one endpoint's queue may take (256 MiB by default). Returns the service for chaining."""
     traffic = service.config.setdefault("traffic", {})
     max_concurrency = traffic.pop("max_concurrency", None)
     service.add_asgi_middleware(
