@@ -4,7 +4,8 @@
   SIGKILL never reaches its atexit cleanup;
 - served index copies (`llmpath-rag-*`) that no live process has open: a rag worker killed hard leaves one;
 - Milvus collections with an llmpath build record that no registry version names and no live run is building;
-- Bentos (and their BentoML models) built against this tracking store that no registry version names.
+- Bentos (and their BentoML models) built against this tracking store that no registry version names;
+- pipeline runs left RUNNING by a process of this host that is gone (marked KILLED, nothing deleted).
 
 Only this store's things are judged: a Bento carries the store it was built against (label `store`), and a
 collection counts as referenced when any version of any model in this store names it. Anything touched in the
@@ -30,7 +31,7 @@ LEGACY_AGE = 24 * 3600.0  # a scratch root without a pid in its name (older llmp
 
 @dataclass(frozen=True)
 class Leftover:
-    kind: str  # scratch | index copy | collection | bento | bento model
+    kind: str  # scratch | index copy | collection | bento | bento model | run
     name: str  # a path, `uri#collection` or a tag
     why: str
 
@@ -181,10 +182,29 @@ def _recent(item) -> bool:
     return (datetime.now(UTC) - created).total_seconds() < RECENT
 
 
+def dead_runs() -> list[Leftover]:
+    """Pipeline runs still RUNNING whose process on this host is gone (killed): dropping one marks it KILLED."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments(max_results=1000)]
+    if not experiments:
+        return []
+    runs = client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=5000)
+    return [
+        Leftover("run", r.info.run_id, f"its process {r.data.tags['llmpath.pid']} is gone: mark it KILLED")
+        for r in runs
+        if r.data.tags.get("llmpath.host") == socket.gethostname()
+        and r.data.tags.get("llmpath.pid", "").isdigit()
+        and not pid_alive(int(r.data.tags["llmpath.pid"]))
+    ]
+
+
 def find(default_milvus_uri: str, temp_root: Path | None = None) -> tuple[list[Leftover], list[str]]:
     versions = _versions()
     collections, notes = collection_leftovers(versions, default_milvus_uri)
-    return temp_leftovers(temp_root) + collections + bento_leftovers(versions), notes
+    found = temp_leftovers(temp_root) + collections + bento_leftovers(versions) + dead_runs()
+    return found, notes
 
 
 def drop(item: Leftover) -> None:
@@ -205,5 +225,9 @@ def drop(item: Leftover) -> None:
         import bentoml
 
         bentoml.models.delete(item.name)
+    elif item.kind == "run":
+        import mlflow
+
+        mlflow.MlflowClient().set_terminated(item.name, "KILLED")
     else:
         raise ValueError(f"unknown leftover kind {item.kind!r}")

@@ -91,11 +91,12 @@ def test_gc_lists_then_drops_only_what_nothing_refers_to_and_serve_follows_the_c
         milvus.create_collection("not_llmpath", dimension=4)
     client.set_model_version_tag(name, "1", "collection", "c_v1")
     client.set_model_version_tag(name, "1", "milvus_uri", uri)
+    building = {}
     for collection, pid in (("c_building", os.getpid()), ("c_dead_build", dead_pid())):
-        building = client.create_run(run.info.experiment_id)  # RUNNING until its process ends it
-        client.set_tag(building.info.run_id, "index.collection", collection)
-        client.set_tag(building.info.run_id, "llmpath.host", socket.gethostname())
-        client.set_tag(building.info.run_id, "llmpath.pid", str(pid))
+        building[collection] = client.create_run(run.info.experiment_id).info.run_id  # RUNNING until ended
+        client.set_tag(building[collection], "index.collection", collection)
+        client.set_tag(building[collection], "llmpath.host", socket.gethostname())
+        client.set_tag(building[collection], "llmpath.pid", str(pid))
 
     # The temp dir: scratch roots of a dead and a live process, index copies nobody has open and one a
     # live process works in.
@@ -114,6 +115,7 @@ def test_gc_lists_then_drops_only_what_nothing_refers_to_and_serve_follows_the_c
         f"collection: {uri}#c_dead_build",
         f"bento: {orphan_bento}",
         f"bento model: {orphan_model.tag}",
+        f"run: {building['c_dead_build']}",  # killed: left RUNNING by its dead process
     }
     try:
         capsys.readouterr()
@@ -145,6 +147,8 @@ def test_gc_lists_then_drops_only_what_nothing_refers_to_and_serve_follows_the_c
     remaining = {str(b.tag) for b in bentoml.list(bento_name)}
     assert remaining == {bento_v1, bento_v2, foreign_bento}
     assert {str(m.tag) for m in bentoml.models.list("gc-weights")} == {str(kept_model.tag)}
+    assert client.get_run(building["c_dead_build"]).info.status == "KILLED"
+    assert client.get_run(building["c_building"]).info.status == "RUNNING"
     # Its worker gone, the held copy is a leftover too; nothing else is.
     assert main(["gc"]) == 0
     assert [line.split(" (")[0] for line in capsys.readouterr().out.splitlines()[:-1]] == [
