@@ -266,7 +266,7 @@ def undo_registration(registration: Registration, promotion: PromotionResult | N
         if alias_version(name, CANDIDATE) == version and registration.previous_candidate != version:
             _restore(name, CANDIDATE, registration.previous_candidate)
         if not registration.created:  # the version predates this run: keep it
-            print(f"run failed: restored the aliases {name} v{version} had moved")
+            print(f"run failed: put back the aliases this run had moved ({name} v{version} predates it)")
             return
         held = sorted(a for a, v in client.get_registered_model(name).aliases.items() if str(v) == version)
         if held:
