@@ -38,13 +38,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-serve: $(STAMP)  ## serve the last built classifier Bento on 127.0.0.1:3000
+serve: $(STAMP)  ## serve the classifier champion's Bento on 127.0.0.1:3000
 	$(BIN)/llmpath serve classifier
 
-serve-chat: $(STAMP)  ## serve the last built chat Bento on 127.0.0.1:3000 (OpenAI base URL /v1)
+serve-chat: $(STAMP)  ## serve the chat champion's Bento on 127.0.0.1:3000 (OpenAI base URL /v1)
 	$(BIN)/llmpath serve chat
 
-serve-rag: $(STAMP)  ## serve the last built rag Bento on 127.0.0.1:3000 (POST /search, /ask)
+serve-rag: $(STAMP)  ## serve the rag champion's Bento on 127.0.0.1:3000 (POST /search, /ask)
 	$(BIN)/llmpath serve rag
 
 mlflow-ui: $(STAMP)  ## MLflow UI on the embedded store: http://127.0.0.1:5000
