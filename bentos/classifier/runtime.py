@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+SUB_BATCH = 8  # texts per ONNX Runtime call, sorted by length (see predict_proba)
+
 
 def find_onnx(folder: Path) -> Path:
     """The one ONNX file in an exported folder (optimum names the quantized one model_quantized.onnx)."""
@@ -37,13 +39,24 @@ class OnnxTextClassifier:
         self.max_length = max_length
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        enc = self.tokenizer(
-            list(texts), truncation=True, max_length=self.max_length, padding=True, return_tensors="np"
-        )
-        feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self.inputs}
-        logits = self.session.run(None, feed)[0].astype(np.float64)
-        logits -= logits.max(axis=-1, keepdims=True)
-        exp = np.exp(logits)
+        """Class probabilities, [len(texts), labels]. Texts run in groups of similar token length: padding a
+        whole batch to its longest text made a batch of 32 SST-2 sentences cost twice as much per text as one
+        at a time (measured on 2 cores); sorted groups of SUB_BATCH cost less per text than single texts."""
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        names = [k for k in enc if k in self.inputs]
+        order = sorted(range(len(texts)), key=lambda i: len(enc["input_ids"][i]))
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        for start in range(0, len(order), SUB_BATCH):
+            idx = order[start : start + SUB_BATCH]
+            width = max(len(enc["input_ids"][i]) for i in idx)
+            feed = {}
+            for name in names:
+                pad = self.tokenizer.pad_token_id if name == "input_ids" else 0
+                rows = [list(enc[name][i]) + [pad] * (width - len(enc[name][i])) for i in idx]
+                feed[name] = np.asarray(rows, dtype=np.int64)
+            out[idx] = self.session.run(None, feed)[0].astype(np.float64)
+        out -= out.max(axis=-1, keepdims=True)
+        exp = np.exp(out)
         return exp / exp.sum(axis=-1, keepdims=True)
 
     def predict_proba_batched(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
