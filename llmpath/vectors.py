@@ -19,7 +19,7 @@ import numpy as np
 
 from bentos.rag.connection import ResilientClient, is_server
 from bentos.rag.runtime import OUTPUT_FIELDS, RECORD_PROPERTY, IndexMismatchError, read_record
-from llmpath import settings
+from llmpath import faults, settings
 from llmpath.config import IndexConfig
 
 # Sizes of the VARCHAR fields; longer values are cut (text) or refused (ids) before they reach Milvus.
@@ -156,6 +156,8 @@ def upsert_chunks(
         ]
         client.upsert(name, rows)
         written += len(rows)
+        if start == 0:
+            faults.point("ingest")  # the fault test kills a run here: one batch written (kept), the rest not
         if after_batch is not None:
             after_batch(written)
     if flush:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from llmpath import tracking
+from llmpath import faults, tracking
 from llmpath.classifier import load_for_classification
 from llmpath.config import Recipe
 from llmpath.metrics import plot_loss
@@ -220,6 +220,7 @@ def train(
                         client.log_batch(run_id, metrics=pending)
                         pending = []
                         checkpoints.save(run_id, step, model, optimizer, schedule)
+                        faults.point("checkpoint")  # the fault test kills a run here: a checkpoint in force
                     if on_step is not None:
                         on_step(step)
                     if step >= steps:
