@@ -18,10 +18,10 @@ from tests.conftest import tiny_recipe
 LLMPATH = str(Path(sys.executable).with_name("llmpath"))
 
 
-def write_recipe(folder: Path, model: Path, name: str) -> Path:
+def write_recipe(folder: Path, model: Path, name: str, **train) -> Path:
     """A tiny classify recipe (160 rows x 6 epochs / 16 = 60 steps: enough for the toy task, about a second
-    of training) and its toy data, in `folder`."""
-    raw = tiny_recipe(folder, model, name=name, train={"threads": 1})
+    of training) and its toy data, in `folder`; `train` adds settings of its train section."""
+    raw = tiny_recipe(folder, model, name=name, train={"threads": 1} | train)
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
