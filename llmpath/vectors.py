@@ -43,8 +43,9 @@ def milvus_uri(cfg: IndexConfig) -> str:
 @contextlib.contextmanager
 def connect(uri: str) -> Iterator:
     """A client for `uri` (a Lite .db path or a server URL, token from `MILVUS_TOKEN`) that reconnects and retries
-    a call when the connection drops (`bentos/rag/connection.py`), closed afterwards so the Lite file is free for
-    the next stage."""
+    a call when the connection drops (`bentos/rag/connection.py`), closed afterwards. Milvus Lite's server lives
+    in this process until it exits and holds the file's lock all that time: the next stage in this process reuses
+    it, but another process cannot open the file meanwhile (one writer per Lite file; serving reads a copy)."""
     import logging
 
     if not is_server(uri):
