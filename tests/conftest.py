@@ -118,44 +118,20 @@ def smoke_run(flow, recipe_file: str, tmp_path_factory):
 
 
 @contextlib.contextmanager
-def llmpath_serve(service: str, tmp_path_factory, timeout: float = 90.0):
-    """`llmpath serve SERVICE` (the last built Bento of that service) on a free port; yields its base URL."""
+def serving(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None, timeout=90.0
+):
+    """Run a server command (it is given `--port`) on a free loopback port until it answers /readyz; yields its
+    base URL, and stops its whole process group afterwards (SIGKILL if SIGTERM is not enough)."""
     import signal
     import subprocess
-    import sys
-
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("llmpath")), "serve", service, "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, proc, log, timeout)
-        yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-@contextlib.contextmanager
-def bentoml_serve(target: str, env: dict[str, str], log: Path, timeout: float = 120.0, cwd: Path = ROOT):
-    """`bentoml serve TARGET` (e.g. `bentos.chat.service:Chat`) from `cwd` (the repository) on a free port,
-    with `env` added; yields its base URL and stops the whole process group afterwards."""
-    import signal
-    import subprocess
-    import sys
 
     port = free_port()
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", target, "--port", str(port)],
+            [*cmd, "--port", str(port)],
             cwd=cwd,
-            env=os.environ | env,
+            env=os.environ | (env or {}),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -166,7 +142,29 @@ def bentoml_serve(target: str, env: dict[str, str], log: Path, timeout: float = 
         yield base
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def llmpath_serve(service: str, tmp_path_factory, timeout: float = 90.0):
+    """`llmpath serve SERVICE` (the Bento its champion names) on a free port; yields its base URL."""
+    import sys
+
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    return serving([str(Path(sys.executable).with_name("llmpath")), "serve", service], log, timeout=timeout)
+
+
+def bentoml_serve(target: str, env: dict[str, str], log: Path, timeout: float = 120.0, cwd: Path = ROOT):
+    """`bentoml serve TARGET` (e.g. `bentos.chat.service:Chat`, or a Bento tag) from `cwd` on a free port, with
+    `env` added; yields its base URL."""
+    import sys
+
+    return serving(
+        [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1"], log, env, cwd, timeout
+    )
 
 
 @pytest.fixture(scope="session")

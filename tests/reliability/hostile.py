@@ -5,45 +5,16 @@ framing), bursts of concurrent requests, and a bounded schemathesis run against 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port, wait_ready
-
-BENTOML = str(Path(sys.executable).with_name("bentoml"))
+from tests.conftest import bentoml_serve
 
 
-@contextlib.contextmanager
 def serve(tag: str, tmp_path_factory, env: dict[str, str] | None = None, timeout: float = 180.0):
     """`bentoml serve TAG` on a free loopback port (from the session's BentoML store); yields its base URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [BENTOML, "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=os.environ | (env or {}),
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, proc, log, timeout)
-        yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+    return bentoml_serve(tag, env or {}, tmp_path_factory.mktemp("serve") / "serve.log", timeout)
 
 
 def assert_client_error(response: httpx.Response, status: int | None = None, mentions: tuple[str, ...] = ()):
