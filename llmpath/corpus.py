@@ -17,7 +17,7 @@ from pathlib import Path
 from llmpath import settings
 from llmpath.config import CorpusConfig, CorpusSource
 from llmpath.data import DataError, RowIssue, resolve_path
-from llmpath.files import UnreadableFile, parse_json, read_text
+from llmpath.files import UnreadableFile, json_lines, parse_json, read_text
 from llmpath.files import inside as is_inside
 
 TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
@@ -191,7 +191,7 @@ def read_folder(path: Path, src: CorpusSource, corpus: Corpus) -> None:
 def read_jsonl(path: Path, src: CorpusSource, corpus: Corpus) -> None:
     """One document per line, its text in `text_field` (and its id in `id_field`, if named)."""
     seen: set[str] = set()
-    for n, line in enumerate(read_text(path).splitlines(), start=1):
+    for n, line in enumerate(json_lines(read_text(path)), start=1):
         if src.max_documents and len(seen) >= src.max_documents:
             return
         if not line.strip():

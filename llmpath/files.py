@@ -132,7 +132,13 @@ def _json_rows(text: str, path: Path, fmt: str) -> list[Any]:
                     f"{path}: expected a list of objects (one per row), got a {type(rows).__name__}"
                 )
             return rows
-    return [parse_json(line, path, n) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    return [parse_json(line, path, n) for n, line in enumerate(json_lines(text), start=1) if line.strip()]
+
+
+def json_lines(text: str) -> list[str]:
+    """The lines of a JSON Lines file. Only `\n` ends a row (a `\r` before it is JSON whitespace): a JSON string
+    may hold U+2028, U+0085 or a form feed raw, where `str.splitlines()` would cut the row in two."""
+    return text.split("\n")
 
 
 def _delimited_rows(text: str, path: Path, fmt: str) -> list[dict[str, Any]]:

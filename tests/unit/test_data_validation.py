@@ -213,3 +213,14 @@ def test_too_few_rows_to_split(tmp_path, monkeypatch):
     monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
     with pytest.raises(DataError, match="one.tsv: only 1 usable row: too few"):
         load_splits(CFG.model_copy(update={"train": "one.tsv"}))
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1e"])
+def test_jsonl_rows_may_hold_characters_that_splitlines_breaks_on(tmp_path, separator):
+    """Only a newline ends a JSON Lines row: a row whose text holds U+2028, NEL or a form feed raw is one row."""
+    from llmpath.files import read_table
+
+    path = tmp_path / "rows.jsonl"
+    rows = [{"text": f"one{separator}row", "label": 1}, {"text": "two", "label": 0}]
+    path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    assert read_table(path) == rows
