@@ -1,13 +1,18 @@
-"""Classification metrics and their plots (pure functions, unit tested)."""
+"""Evaluation metrics (classification, ROUGE-L, SQuAD EM/F1, perplexity) and their plots."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+import string
+from collections import Counter
 from collections.abc import Sequence
 
-# ROUGE tokens: each CJK character on its own (Chinese has no spaces), otherwise runs of letters and digits.
-_ROUGE_TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE)
+# ROUGE tokens: each CJK ideograph on its own (Chinese has no spaces), otherwise runs of other letters and
+# digits, which stop at an ideograph ("2020年" is "2020", "年"). Kana and Hangul stay in runs.
+_IDEOGRAPHS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_ROUGE_TOKEN = re.compile(rf"[{_IDEOGRAPHS}]|[^\W_{_IDEOGRAPHS}]+")
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_labels: int) -> list[list[int]]:
@@ -98,29 +103,29 @@ def rouge_tokens(text: str) -> list[str]:
     return _ROUGE_TOKEN.findall(text.lower())
 
 
-def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence (two-row dynamic programme)."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b, start=1):
-            current.append(previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1]))
-        previous = current
-    return previous[-1]
+class _CjkTokenizer:
+    """`rouge_tokens` as a rouge-score tokenizer (rouge-score's own drops every non-ASCII character)."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return rouge_tokens(text)
+
+
+@functools.cache
+def _rouge_l_scorer():
+    from rouge_score import rouge_scorer  # imports nltk: seconds, so only when a chat model is scored
+
+    return rouge_scorer.RougeScorer(["rougeL"], tokenizer=_CjkTokenizer())
 
 
 def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F1 of one answer against one reference, computed here (no metric code fetched at run time)."""
+    """ROUGE-L F1 of one answer against one reference (rouge-score's LCS over `rouge_tokens`).
+
+    Two texts without a single token score 1.0 (they are the same); rouge-score gives 0 to any empty side.
+    """
     pred, ref = rouge_tokens(prediction), rouge_tokens(reference)
     if not pred or not ref:
         return float(pred == ref)
-    common = lcs_length(pred, ref)
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
+    return _rouge_l_scorer().score(reference, prediction)["rougeL"].fmeasure
 
 
 def perplexity(mean_loss: float) -> float:
@@ -160,13 +165,14 @@ def plot_forms(scores: dict[str, dict[str, float]], floor: float):
     return fig
 
 
+# SQuAD v1.1's evaluation: ASCII punctuation is deleted (so "U.S." is "us"), then the English articles.
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = re.compile(r"[^\w\s]|_", re.UNICODE)
+_DROP_PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
 def normalize_answer(text: str) -> str:
-    """SQuAD's answer normalization: lower case, no punctuation, no articles, single spaces."""
-    text = _PUNCTUATION.sub(" ", text.lower())
+    """SQuAD v1.1's answer normalization: lower case, punctuation deleted, articles removed, single spaces."""
+    text = text.lower().translate(_DROP_PUNCTUATION)
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
@@ -176,21 +182,18 @@ def exact_match(prediction: str, references: Sequence[str]) -> float:
     return float(any(guess == normalize_answer(r) for r in references))
 
 
-def token_f1(prediction: str, references: Sequence[str]) -> float:
-    """SQuAD token F1 against the best-matching reference (bag of normalized tokens)."""
-    from collections import Counter
+def _pair_f1(guess: list[str], truth: list[str]) -> float:
+    """Token F1 of two normalized answers as bags of words; two empty answers agree (SQuAD v2.0's rule)."""
+    if not guess or not truth:
+        return float(guess == truth)
+    common = sum((Counter(guess) & Counter(truth)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(guess), common / len(truth)
+    return 2 * precision * recall / (precision + recall)
 
+
+def token_f1(prediction: str, references: Sequence[str]) -> float:
+    """SQuAD token F1 against the best-matching reference (0.0 when there is no reference)."""
     guess = normalize_answer(prediction).split()
-    best = 0.0
-    for reference in references:
-        truth = normalize_answer(reference).split()
-        common = sum((Counter(guess) & Counter(truth)).values())
-        if not guess or not truth:
-            score = float(guess == truth)
-        elif common == 0:
-            score = 0.0
-        else:
-            precision, recall = common / len(guess), common / len(truth)
-            score = 2 * precision * recall / (precision + recall)
-        best = max(best, score)
-    return best
+    return max((_pair_f1(guess, normalize_answer(r).split()) for r in references), default=0.0)
