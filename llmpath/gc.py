@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from llmpath import tracking
 from llmpath.locks import pid_alive
 
@@ -44,18 +46,13 @@ def _old(path: Path, age: float) -> bool:
 
 
 def _open_paths() -> set[str]:
-    """Working folders and open files of every process we may inspect (/proc)."""
+    """Working folders and open files of every process we may inspect (another user's: not ours to judge)."""
     seen: set[str] = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        if not os.access(proc / "fd", os.R_OK):  # another user's process: not ours to judge
-            continue
-        for link in [proc / "cwd", *(proc / "fd").glob("*")]:
-            try:
-                seen.add(os.readlink(link))
-            except OSError:
-                continue
+    # process_iter skips processes that exit meanwhile and gives None for what it may not read (or a zombie's)
+    for proc in psutil.process_iter(["cwd", "open_files"]):
+        if proc.info["cwd"]:
+            seen.add(proc.info["cwd"])
+        seen.update(f.path for f in proc.info["open_files"] or ())
     return seen
 
 

@@ -9,27 +9,32 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
+
 from llmpath.stack.state import Part
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE_SECONDS = 20.0
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields 3.. of /proc/PID/stat (after the parenthesised command name), or None if there is no such PID."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return raw[raw.rindex(")") + 2 :].split()
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+_GONE = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
 
 def proc_start_time(pid: int) -> int | None:
-    """Kernel start time of PID (field 22), None when it does not exist or is a zombie."""
-    fields = _stat_fields(pid)
-    if fields is None or fields[0] in ("Z", "X"):
+    """Start time of PID in clock ticks after boot; None when it is gone, a zombie or not ours to inspect.
+
+    psutil's create_time less the boot time: on Linux that is field 22 of /proc/PID/stat exactly (stack.json
+    files written before psutil still match), and the boot time cancels out, so a clock set by NTP between
+    `up` and `down` does not make our own process look like a stranger.
+    """
+    if pid <= 0:
         return None
-    return int(fields[19])
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() in _GONE:
+            return None
+        return round((proc.create_time() - psutil.boot_time()) * _TICKS_PER_SECOND)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):  # ZombieProcess is a NoSuchProcess
+        return None
 
 
 def is_alive(part: Part) -> bool:
@@ -48,11 +53,11 @@ def owns_group(part: Part) -> bool:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every live process below PID (flow runs get a session of their own, so a group signal misses them)."""
+    """Every process below PID (flow runs get a session of their own, so a group signal misses them)."""
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))):
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    for proc in psutil.process_iter(["ppid"]):
+        if proc.info["ppid"] is not None:
+            children.setdefault(proc.info["ppid"], []).append(proc.pid)
     found, todo = [], list(children.get(pid, []))
     while todo:
         child = todo.pop()
@@ -89,10 +94,10 @@ def stop_parts(parts: list[Part], grace: float = STOP_GRACE_SECONDS) -> None:
 
 def _group_alive(pgid: int) -> bool:
     """Some process of group PGID still runs (zombies waiting to be reaped do not count)."""
-    for entry in Path("/proc").iterdir():
-        fields = _stat_fields(int(entry.name)) if entry.name.isdigit() else None
-        if fields and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
+    for proc in psutil.process_iter(["status"]):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if proc.info["status"] not in _GONE and os.getpgid(proc.pid) == pgid:
+                return True
     return False
 
 
