@@ -159,7 +159,7 @@ def from_recipe_sections(kind: str, serve: dict[str, Any], extra: dict[str, Any]
     """The serve config of a `kind` Bento from the recipe's serve section (a plain dict, `bento_name` for the
     name) and what packaging adds (`extra`: model tags; rag: `ask`, `search_params`, `embed_max_length`).
     Raises ServeConfigError naming the key."""
-    model = MODELS[kind]
+    model = _model(kind)
     data = {k: v for k, v in serve.items() if k in model.model_fields or k not in SERVE_KEYS}
     if "bento_name" in data:
         data["name"] = data.pop("bento_name")
@@ -180,7 +180,7 @@ def read(folder: str | Path, kind: str) -> BaseServe:
     """The config beside a service: `folder`/bento_config.json, or the defaults when there is none (serving
     from source), with the model-tag environment variables applied. Raises ServeConfigError naming the file and
     the field."""
-    model, path = MODELS[kind], Path(folder) / FILE
+    model, path = _model(kind), Path(folder) / FILE
     data: Any = {}
     if path.exists():
         try:
@@ -191,6 +191,12 @@ def read(folder: str | Path, kind: str) -> BaseServe:
             raise ServeConfigError(f"{path}: a serve config is a JSON object, not {type(data).__name__}")
     env = {field: os.environ[var] for field, var in model.TAG_ENV.items() if os.environ.get(var)}
     return _validate(model, data | env, str(path))
+
+
+def _model(kind: str) -> type[BaseServe]:
+    if kind not in MODELS:
+        raise ServeConfigError(f"no Bento serves kind {kind!r}; known: {', '.join(MODELS)}")
+    return MODELS[kind]
 
 
 def _validate(model: type[BaseServe], data: dict, source: str) -> BaseServe:

@@ -11,8 +11,8 @@ from bentos import serve_config
 
 try:  # the recipe classes of each kind, where the kind registry exists
     from llmpath.recipes import parse_recipe
-except ImportError:
-    from llmpath.recipes import parse_recipe
+except ImportError:  # one recipe class
+    from llmpath.config import parse_recipe
 
 # The smallest valid recipe of each kind (recipes/*-smoke.yaml, less everything optional): no serve, no ask.
 MINIMAL = {
@@ -109,6 +109,8 @@ def test_a_key_no_bento_reads_is_refused_at_packaging():
         serve_config.from_recipe_sections("classify", {"max_textz": 3}, {})
     with pytest.raises(serve_config.ServeConfigError, match=r"ask\.top_k: unknown field"):
         serve_config.from_recipe_sections("rag", {}, {"ask": {"top_k": 3}})
+    with pytest.raises(serve_config.ServeConfigError, match=r"no Bento serves kind 'dpo'"):
+        serve_config.from_recipe_sections("dpo", {}, {})
     # Another kind's setting is not this Bento's: dropped, as the recipe's serve section holds them all.
     assert "max_texts" not in serve_config.from_recipe_sections("chat", {"max_texts": 3}, {}).model_dump()
 
