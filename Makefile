@@ -37,6 +37,7 @@ test-e2e: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports  # the layers and contracts in pyproject.toml [tool.importlinter]
 
 serve: $(STAMP)  ## serve the classifier champion's Bento on 127.0.0.1:3000
 	$(BIN)/llmpath serve classifier

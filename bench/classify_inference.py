@@ -111,7 +111,7 @@ def main() -> int:
     import mlflow
 
     from llmpath import tracking
-    from llmpath.config import DataConfig
+    from llmpath.kinds.classify.recipe import ClassifyData
     from llmpath.data import load_rows, resolve_path, validate_rows
     from llmpath.metrics import classification_metrics
 
@@ -121,7 +121,7 @@ def main() -> int:
     tags = version.tags
     run = client.get_run(tags["run_id"])
     labels = ["negative", "positive"]
-    cfg = DataConfig(train="sst2/dev.tsv", text_column="sentence", labels=labels)
+    cfg = ClassifyData(train="sst2/dev.tsv", text_column="sentence", labels=labels)
     rows = validate_rows(load_rows(resolve_path(cfg.train)), cfg, "sst2/dev.tsv").kept
     texts, y_true = [r["text"] for r in rows], [r["label"] for r in rows]
     folders = {

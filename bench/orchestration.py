@@ -73,7 +73,7 @@ def main() -> int:
 
     from prefect import flow
 
-    from llmpath.config import load_recipe
+    from llmpath.recipes import load_recipe
 
     recipe = load_recipe(args.recipe)
 

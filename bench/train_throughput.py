@@ -38,7 +38,8 @@ def bare(recipe, data) -> dict:
     from llmpath.causal import as_rendered, load_causal, with_lora
     from llmpath.chat import pad_batch
     from llmpath.sources import resolve_model
-    from tasks.train import batches, read_split
+    from llmpath.splits import read_split
+    from tasks.train import batches
 
     cfg = recipe.train
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
@@ -86,8 +87,8 @@ def stage(recipe, data) -> dict:
 
 
 def worker(spec: dict) -> dict:
-    from llmpath.config import load_recipe
-    from tasks.results import PreparedData
+    from llmpath.recipes import load_recipe
+    from llmpath.results import PreparedData
 
     recipe = load_recipe(spec["recipe"], spec["overrides"])
     data = PreparedData.model_validate(spec["data"])
@@ -112,7 +113,7 @@ def main() -> int:
     atexit.register(shutil.rmtree, home, True)  # the throwaway store holds a model per round
     os.environ["LLMPATH_HOME"] = str(home)  # a throwaway MLflow store, shared by the workers
     from llmpath import settings
-    from llmpath.config import load_recipe
+    from llmpath.recipes import load_recipe
     from tasks.data import prepare
     from tasks.runs import pipeline_run
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.recipe import expect_kind, stages
-from llmpath.config import Recipe
+from llmpath.kinds.chat.recipe import ChatRecipe
 
 
 @flow(name="chat", log_prints=True)
-def chat(recipe: Recipe) -> dict:
+def chat(recipe: ChatRecipe) -> dict:
     """Chat tuning: prepare_data -> finetune (LoRA; QLoRA with `lora.quantization`) -> evaluate (loss,
     perplexity, ROUGE-L, answers table) -> register -> promote -> export (ONNX fp32 + quantized forms) ->
     parity -> package. finetune goes to the GPU pool when it has a worker."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows import FLOWS
-from llmpath.config import Recipe
+from llmpath.recipes import Recipe
 from tasks.publish import publish_markdown
 from tasks.release import release_rows, release_table
 

@@ -1,10 +1,10 @@
-"""What every recipe kind's flow runs: the same stages, names and hand-overs, whatever the kind. Each stage
-does its kind's work (tasks/*.py dispatch on `recipe.kind`), so caching, routing, retries and the registry
-rules are shared."""
+"""What the flow of every training kind runs: the same stages, names and hand-overs, whatever the kind. Each
+stage hands the work to the recipe's kind (llmpath/kinds/) and its artifact family (llmpath/families/), so
+caching, routing, retries and the registry rules are shared."""
 
 from __future__ import annotations
 
-from llmpath.config import Recipe
+from llmpath.recipes import Recipe, kind_named
 from tasks.data import prepare_data
 from tasks.evaluate import evaluate_base, evaluate_candidate
 from tasks.export import export, parity
@@ -49,7 +49,9 @@ def stages(recipe: Recipe, plain: bool = False) -> dict:
 
 
 def expect_kind(recipe: Recipe, kind: str) -> None:
-    if recipe.kind != kind:
+    """A flow runs recipes of its own kind only (Prefect validates a form's or an API call's parameters; this
+    catches a recipe object of another kind passed from Python)."""
+    if not isinstance(recipe, kind_named(kind).recipe):
         raise ValueError(
             f"recipe {recipe.name!r} is a {recipe.kind} recipe; run it with the {recipe.kind!r} flow, not {kind!r}"
         )

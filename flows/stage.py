@@ -14,7 +14,7 @@ from prefect import flow
 from pydantic import TypeAdapter
 
 import tasks.catalog  # noqa: F401  (declares every stage)
-from llmpath.config import Recipe
+from llmpath.recipes import Recipe
 from tasks.stages import STAGES
 
 

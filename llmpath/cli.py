@@ -11,7 +11,7 @@ settings.apply_defaults()
 
 
 def _recipe(args):
-    from llmpath.config import load_recipe
+    from llmpath.recipes import load_recipe
 
     recipe = load_recipe(args.recipe, args.set)
     settings.set_hub_access(recipe.uses_hub)
@@ -33,26 +33,19 @@ def cmd_validate(args) -> int:
     recipe = _recipe(args)
     check_inputs(recipe)  # before Prefect is imported: its import alone may warn on stderr
     _check_routing(recipe)
-    from tasks.data import check_data, report_markdown
+    from llmpath.recipes import kind_of
 
     print(f"{args.recipe}: recipe OK ({recipe.kind}, model {recipe.model.base})")
-    if recipe.kind == "rag":
-        from tasks.rag import check_corpus
-
-        corpus, _, _, markdown = check_corpus(recipe)
-        print(markdown)
-        for issue in corpus.issues[:20]:
-            print(f"  {issue}")
-        print("Corpus OK. Next: llmpath run " + args.recipe)
-        return 0
-    _, reports, report, _ = check_data(recipe)
-    print(report_markdown(report, recipe.model.max_length, recipe.data.overflow))
-    for report in reports:
+    checked = kind_of(recipe).check_data(recipe)
+    print(checked.markdown)
+    for issue in checked.issues[:20]:
+        print(f"  {issue}")
+    for report in checked.reports:
         for issue in report.issues[:20]:
             print(f"  {issue}")
         if len(report.issues) > 20:
             print(f"  ... and {len(report.issues) - 20} more in {report.file}")
-    print("Data OK. Next: llmpath run " + args.recipe)
+    print(f"{checked.subject} OK. Next: llmpath run " + args.recipe)
     return 0
 
 
@@ -82,9 +75,10 @@ def cmd_run(args) -> int:
     _cache_option(args)
     _use_stack()
     from flows import FLOWS
+    from llmpath.recipes import kind_of
 
     summary = FLOWS[recipe.kind](recipe)
-    service = next(name for name, (_, kind, _) in SERVICES.items() if kind == recipe.kind)
+    service = kind_of(recipe).family.bento.service
     print(f"Next: `llmpath serve {service}` to serve the champion; `make mlflow-ui` to compare runs.")
     return 0 if summary else 1
 
@@ -92,7 +86,7 @@ def cmd_run(args) -> int:
 def cmd_pipeline(args) -> int:
     """Run several recipes as one release (the `pipeline` flow) and print its summary."""
     from llmpath.checks import check_inputs
-    from llmpath.config import load_recipe
+    from llmpath.recipes import load_recipe
 
     recipes = [load_recipe(path, args.set) for path in args.recipes]
     settings.set_hub_access(any(r.uses_hub for r in recipes))
@@ -156,11 +150,15 @@ def cmd_trigger(args) -> int:
     return remote.trigger(recipe, wait=not args.no_wait)
 
 
-SERVICES = {  # service -> (the smoke recipe that builds its Bento, its recipe kind, its routes)
-    "classifier": ("classify-sst2-smoke.yaml", "classify", "POST /classify"),
-    "chat": ("chat-alpaca-smoke.yaml", "chat", "POST /v1/chat/completions /generate, OpenAI base URL /v1"),
-    "rag": ("rag-squad-smoke.yaml", "rag", "POST /search /ask /model"),
-}
+def services() -> dict[str, tuple[str, str]]:
+    """`llmpath serve` names: each family's Bento -> (the smoke recipe of the first kind that builds it, its
+    routes)."""
+    from llmpath.recipes import kinds
+
+    out: dict[str, tuple[str, str]] = {}
+    for kind in kinds().values():
+        out.setdefault(kind.family.bento.service, (kind.smoke_recipe, kind.family.bento.routes))
+    return out
 
 
 def cmd_serve(args) -> int:
@@ -171,7 +169,7 @@ def cmd_serve(args) -> int:
     from llmpath.served import NothingToServe, champion_bento
 
     name = args.bento or f"llmpath-{args.service}"
-    recipe, _, routes = SERVICES[args.service]
+    recipe, routes = services()[args.service]
     try:
         tag, model, version = champion_bento(name, f"llmpath run recipes/{recipe}")
     except NothingToServe as err:
@@ -183,11 +181,25 @@ def cmd_serve(args) -> int:
     return subprocess.call([os.path.join(os.path.dirname(sys.executable), cmd[0]), *cmd[1:]])
 
 
+def cmd_kinds(args) -> int:
+    """List the recipe kinds (with --fields KIND: every key of that kind's recipe, its default and meaning)."""
+    from llmpath.recipes import kind_named, kinds, recipe_fields
+
+    if args.fields:
+        for key, default, description in recipe_fields(kind_named(args.fields).recipe):
+            print(f"{key} = {default}  # {description}" if description else f"{key} = {default}")
+        return 0
+    for name, kind in kinds().items():
+        print(f"{name:10} {kind.family.name:20} recipes/{kind.smoke_recipe}  {kind.summary}")
+    print("Next: llmpath kinds --fields KIND lists every key of a kind's recipe")
+    return 0
+
+
 def cmd_gc(args) -> int:
     """List what killed runs and old builds left (scratch folders, index copies, unreferenced Milvus
     collections and Bentos); drop them with --yes."""
     from llmpath import gc, vectors
-    from llmpath.config import IndexConfig
+    from llmpath.kinds.rag.recipe import IndexConfig
 
     items, notes = gc.find(vectors.milvus_uri(IndexConfig()))
     for note in notes:
@@ -248,11 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default=None, help="the eval metric column to show (default: the gate's)")
     p.set_defaults(func=cmd_history)
     p = sub.add_parser("serve", help=cmd_serve.__doc__)
-    p.add_argument("service", choices=sorted(SERVICES))
+    p.add_argument("service", choices=sorted(services()))
     p.add_argument("--bento", help="Bento name (default: llmpath-SERVICE)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("kinds", help=cmd_kinds.__doc__)
+    p.add_argument("--fields", metavar="KIND", help="print every key of this kind's recipe")
+    p.set_defaults(func=cmd_kinds)
     p = sub.add_parser("gc", help=cmd_gc.__doc__)
     p.add_argument("--yes", action="store_true", help="drop them (default: list what would go)")
     p.set_defaults(func=cmd_gc)

@@ -1,11 +1,14 @@
-"""The recipe: one frozen, validated config object with a section per stage."""
+"""The recipe's shared parts: the sections every kind uses (data source, base model, LoRA, training,
+evaluation, serving, routing) and `RecipeBase`, which each kind's recipe class extends with its own sections
+(`llmpath/kinds/<kind>/recipe.py`). The recipe a user writes is the union of those classes on `kind`
+(`llmpath.recipes.Recipe`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class RecipeError(ValueError):
@@ -18,38 +21,26 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
-    """Where the data comes from and how its columns map to text and label."""
+    """Where the training data comes from; each kind adds how its columns map (text and label, messages)."""
 
     train: str = Field(
         description="Training file under the data root (or absolute), or a split name with `hub`."
     )
     validation: str | None = Field(None, description="Validation file/split; if absent, split from train.")
     hub: str | None = Field(None, description="Hugging Face dataset id; only then is the hub contacted.")
-    format: Literal["auto", "tsv", "csv", "json", "jsonl", "parquet"] = "auto"
-    text_column: str = "text"
-    label_column: str = "label"
-    labels: list[str] | None = Field(
-        None, min_length=2, description="classify: class names; raw labels are an index or a name."
-    )
-    chat_format: Literal["auto", "alpaca", "messages", "sharegpt"] = Field(
-        "auto", description="chat: row form; auto picks by the columns a row has."
-    )
-    columns: dict[Literal["instruction", "input", "output", "system", "messages", "conversations"], str] = (
-        Field(
-            default_factory=dict, description="chat: column names when they differ, e.g. {output: response}."
-        )
-    )
-    overflow: Literal["truncate", "drop"] = Field(
-        "truncate", description="chat: conversations over model.max_length tokens are cut or dropped."
+    format: Literal["auto", "tsv", "csv", "json", "jsonl", "parquet"] = Field(
+        "auto", description="File format; auto picks by the file's extension."
     )
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="Used only when `validation` is absent.")
     max_train_rows: int | None = Field(None, gt=0, description="Seeded sample of the training split.")
-    max_validation_rows: int | None = Field(None, gt=0)
+    max_validation_rows: int | None = Field(None, gt=0, description="Seeded sample of the validation split.")
     max_invalid_fraction: float = Field(
         0.01, ge=0, le=1, description="Invalid rows above this share fail the run; below, they are dropped."
     )
-    drop_duplicates: bool = True
-    seed: int = 42
+    drop_duplicates: bool = Field(
+        True, description="Drop rows repeating an earlier row (counted in the report)."
+    )
+    seed: int = Field(42, description="Seed of the validation split and the row samples.")
 
 
 class ModelConfig(Section):
@@ -57,89 +48,52 @@ class ModelConfig(Section):
 
     base: str = Field(description="`packaged:NAME`, a local folder, or `hub:ORG/NAME`.")
     revision: str | None = Field(None, description="Hub revision (only for `hub:` sources).")
-    max_length: int = Field(128, gt=0, le=4096)
+    max_length: int = Field(128, gt=0, le=4096, description="Token window: longer inputs are truncated.")
 
 
 class LoraConfig(Section):
     """PEFT LoRA adapter settings."""
 
-    r: int = Field(8, gt=0)
-    alpha: int = Field(16, gt=0)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["query", "value"], min_length=1)
-    quantization: Literal["none", "4bit", "8bit"] = Field(
-        "none", description="chat: load the frozen base in 4-bit (nf4) or 8-bit with bitsandbytes (QLoRA)."
+    r: int = Field(8, gt=0, description="Rank of the adapter matrices.")
+    alpha: int = Field(16, gt=0, description="Scaling: the update is multiplied by alpha / r.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the adapter's input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["query", "value"],
+        min_length=1,
+        description="Names of the linear layers that get adapters (e.g. query, value).",
     )
 
 
 class TrainConfig(Section):
     """Optimisation settings. steps = ceil(rows / batch_size) * epochs, unless max_steps caps it."""
 
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, gt=0)
-    batch_size: int = Field(32, gt=0)
-    learning_rate: float = Field(5e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    epochs: float = Field(1.0, gt=0, description="Passes over the training split (fractions allowed).")
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps.")
+    batch_size: int = Field(32, gt=0, description="Rows per optimizer step.")
+    learning_rate: float = Field(
+        5e-4, gt=0, description="AdamW peak learning rate (linear warmup and decay)."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of the steps spent warming up.")
     group_by_length: bool = Field(True, description="Batch texts of similar length together (less padding).")
     log_every: int = Field(10, gt=0, description="Steps between writes of the per-step loss to MLflow.")
     checkpoint_every: int = Field(
         200, gt=0, description="Steps between checkpoints; a killed run resumes from the last one."
     )
     threads: int | None = Field(None, gt=0, description="torch threads; default: all cores.")
-    seed: int = 42
+    seed: int = Field(42, description="Seed of the weights' initialisation and the batch order.")
 
 
 class EvalConfig(Section):
-    """Evaluation and the promotion gate."""
+    """Evaluation and the promotion gate; each kind names its metric (higher is better)."""
 
-    metric: Literal["accuracy", "macro_f1", "rouge_l", "recall_at_5"] = Field(
-        "accuracy",
-        description="Higher is better. classify: accuracy or macro_f1; chat: rouge_l; rag: recall_at_5.",
-    )
-    floor: float = Field(
-        0.0, ge=0, le=1, description="rag: recall@5 an index needs before `champion` may point at it."
-    )
+    metric: str = Field(description="The metric the gate compares.")
     min_improvement: float = Field(0.0, ge=0, description="Candidate must beat base and champion by this.")
-    batch_size: int = Field(64, gt=0)
-    max_prompts: int = Field(32, gt=0, description="chat: validation prompts answered greedily for ROUGE-L.")
-    max_new_tokens: int = Field(64, gt=0, le=1024, description="chat: answer length cap for ROUGE-L.")
-
-
-class ExportConfig(Section):
-    """ONNX export, int8 quantization and the parity gate that decides what ships."""
-
-    quantize: bool = True
-    per_channel: bool = True
-    max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="int8 vs PyTorch accuracy, absolute.")
-    min_agreement: float = Field(
-        0.97,
-        ge=0,
-        le=1,
-        description="classify: share of rows where int8 and PyTorch agree. chat: top-1 agreement of each "
-        "quantized form with PyTorch's greedy tokens (teacher-forced) on the probe prompts.",
-    )
-    quantized_forms: list[Literal["int8-weight", "int4-weight", "int8-dynamic"]] = Field(
-        default_factory=lambda: ["int8-weight", "int4-weight"],
-        description="chat: quantized ONNX forms to try. *-weight: MatMulNBits weight-only, fp32 compute, "
-        "lm_head kept fp32; int8-dynamic: dynamic int8 MatMul, per-channel.",
-    )
-    block_size: int = Field(32, ge=16, description="chat: weight-only quantization block (power of two).")
-    probe_prompts: int = Field(16, gt=0, description="chat: prompts of the parity probe set.")
-    prefer: Literal["speed", "size"] = Field(
-        "speed", description="chat: among forms that pass parity, ship the fastest or the smallest."
-    )
-
-    @field_validator("block_size")
-    @classmethod
-    def _power_of_two(cls, value: int) -> int:
-        if value & (value - 1):
-            raise ValueError(f"must be a power of two (16, 32, 64, 128), not {value}")
-        return value
+    batch_size: int = Field(64, gt=0, description="Rows per forward pass in evaluation.")
 
 
 class ServeConfig(Section):
-    """The BentoML service built from the champion."""
+    """The BentoML service built from the champion (each kind sets its own defaults)."""
 
     bento_name: str = Field("llmpath-classifier", pattern=r"^[a-z0-9][a-z0-9._-]*$")
     host: str = "127.0.0.1"
@@ -163,98 +117,6 @@ class ServeConfig(Section):
     )
 
 
-class CorpusSource(Section):
-    """One corpus source: SQuAD JSON, a folder of Markdown/text files, or JSONL with a text field."""
-
-    path: str = Field(description="File or folder under the data root (or absolute).")
-    format: Literal["auto", "squad", "folder", "jsonl"] = Field(
-        "auto", description="auto: a folder, *.jsonl, or SQuAD-format *.json."
-    )
-    text_field: str = Field("text", description="jsonl: the field holding the text.")
-    id_field: str | None = Field(None, description="jsonl: a field naming each document (default: row).")
-    questions: bool = Field(True, description="squad: its questions become the evaluation set.")
-    max_documents: int | None = Field(None, gt=0, description="Keep the first N documents.")
-
-
-class CorpusConfig(Section):
-    """rag: what gets indexed and how it is cut into chunks."""
-
-    sources: list[CorpusSource] = Field(min_length=1)
-    chunking: Literal["paragraph", "tokens"] = Field(
-        "paragraph",
-        description="paragraph: one chunk per paragraph (longer ones are cut into token windows); "
-        "tokens: windows of chunk_tokens with chunk_overlap over each document.",
-    )
-    chunk_tokens: int = Field(256, ge=16, le=512, description="Window size in embedder tokens.")
-    chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive windows.")
-    min_chars: int = Field(20, ge=1, description="Shorter chunks are dropped (headings, blank lines).")
-    max_questions: int | None = Field(None, gt=0, description="Evaluate on the first N questions.")
-    max_invalid_fraction: float = Field(
-        0.01, ge=0, le=1, description="Unusable documents above this share fail the run; below, skipped."
-    )
-
-    @model_validator(mode="after")
-    def _overlap_fits(self) -> CorpusConfig:
-        if self.chunk_overlap >= self.chunk_tokens:
-            raise ValueError(
-                f"corpus.chunk_overlap ({self.chunk_overlap}) must be below chunk_tokens ({self.chunk_tokens})"
-            )
-        return self
-
-
-class IndexConfig(Section):
-    """rag: the embedder's batches and the Milvus collection each build writes."""
-
-    uri: str | None = Field(
-        None,
-        description="Milvus server URI (http://host:19530). Default: a Milvus Lite file, "
-        "`LLMPATH_MILVUS_URI` or <LLMPATH_HOME>/milvus/llmpath.db.",
-    )
-    type: Literal["FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"] = "HNSW"
-    metric: Literal["COSINE", "IP", "L2"] = "COSINE"
-    params: dict[str, int] = Field(
-        default_factory=dict,
-        description="Build parameters, e.g. {M: 16, efConstruction: 200} or {nlist: 64}.",
-    )
-    search_params: dict[str, int] = Field(
-        default_factory=dict, description="Search parameters, e.g. {ef: 64} or {nprobe: 16}."
-    )
-    embed_batch_size: int = Field(64, gt=0)
-    write_batch_size: int = Field(256, gt=0, description="Rows per upsert.")
-    onnx: bool = Field(False, description="Embed through the ONNX export (checked against PyTorch first).")
-    min_cosine: float = Field(0.99, gt=0, le=1, description="ONNX vs PyTorch cosine every text must reach.")
-
-
-class AskConfig(Section):
-    """rag: answering with retrieved passages and the chat model (evaluation and `/ask`)."""
-
-    chat_model: str = Field(
-        "packaged:smollm2-135m-instruct",
-        description="`registry:NAME` (that chat model's champion ONNX form), `packaged:NAME` or a local "
-        "folder (exported to ONNX once and cached).",
-    )
-    prompt_template: str = Field(
-        "Answer the question with a short phrase taken from the context.\n\nContext:\n{context}\n\n"
-        "Question: {question}",
-        description="The user message; {context} gets the numbered passages, {question} the question.",
-    )
-    closed_book_template: str = Field(
-        "Answer the question with a short phrase.\n\nQuestion: {question}",
-        description="The same question without retrieval, for the closed-book comparison.",
-    )
-    k: int = Field(3, gt=0, le=20, description="Passages put into the prompt.")
-    sample: int = Field(16, ge=0, description="Questions answered in evaluation (0 skips it).")
-    max_new_tokens: int = Field(32, gt=0, le=512)
-
-    @field_validator("prompt_template")
-    @classmethod
-    def _has_fields(cls, value: str) -> str:
-        missing = [f for f in ("{context}", "{question}") if f not in value]
-        if missing:
-            raise ValueError(f"must contain {' and '.join(missing)}")
-        return value
-
-
 class RoutingConfig(Section):
     """Which Prefect work pool runs which stage when the pipeline runs under a deployment. A stage not listed
     runs in the flow's own process. With no live worker on its pool, a GPU-preferring stage runs on CPU."""
@@ -264,92 +126,27 @@ class RoutingConfig(Section):
     )
 
 
-CHAT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "model": {"max_length": 512},
-    "lora": {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "dropout": 0.05},
-    "train": {"batch_size": 4, "learning_rate": 2e-4, "group_by_length": True},
-    "eval": {"metric": "rouge_l", "batch_size": 8},
-    "export": {"min_agreement": 0.95},
-    "serve": {"bento_name": "llmpath-chat", "max_chars": 8000},
-}
-RAG_DEFAULTS: dict[str, dict[str, Any]] = {
-    "model": {"base": "packaged:all-minilm-l6-v2", "max_length": 256},
-    "eval": {"metric": "recall_at_5", "floor": 0.5},
-    "serve": {"bento_name": "llmpath-rag", "max_chars": 2000, "max_input_tokens": 1536},
-    "routing": {"pools": {}},
-}
-DEFAULTS = {"chat": CHAT_DEFAULTS, "rag": RAG_DEFAULTS}
+class RecipeBase(Section):
+    """A whole run: which kind, which model name in the registry, and one section per stage. Each kind's
+    recipe class extends it with `kind: Literal[...]` and its own sections."""
 
-
-class Recipe(Section):
-    """A whole run: which flow, which model name in the registry, and one section per stage."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    kind: Literal["classify", "chat", "rag"] = "classify"
-    registered_model: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="The recipe's name (the MLflow experiment's too).",
+    )
+    kind: str = Field(description="The recipe kind (`llmpath kinds` lists them); it decides the sections.")
+    registered_model: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="MLflow registered model the run versions."
+    )
     experiment: str | None = Field(None, description="MLflow experiment; default: the recipe name.")
-    data: DataConfig | None = Field(None, description="classify and chat: the training data.")
-    model: ModelConfig = Field(description="The base model (rag: the embedder).")
-    lora: LoraConfig = LoraConfig()
-    train: TrainConfig = TrainConfig()
-    eval: EvalConfig = EvalConfig()
-    export: ExportConfig = ExportConfig()
+    model: ModelConfig = Field(description="The base model.")
     serve: ServeConfig = ServeConfig()
     routing: RoutingConfig = RoutingConfig()
-    corpus: CorpusConfig | None = Field(None, description="rag: the documents to index.")
-    index: IndexConfig = IndexConfig()
-    ask: AskConfig = AskConfig()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _defaults_of_the_kind(cls, raw: Any) -> Any:
-        """A chat or rag recipe starts from its kind's defaults (gate metric, LoRA targets, parity floor,
-        embedder, Bento name); whatever the recipe says still wins."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("kind"), str) or raw["kind"] not in DEFAULTS:
-            return raw
-        raw = dict(raw)
-        for section, defaults in DEFAULTS[raw["kind"]].items():
-            given = raw.get(section)
-            if given is None or isinstance(given, dict):
-                raw[section] = defaults | (given or {})
-        return raw
 
     @model_validator(mode="after")
-    def _hub_sources_are_explicit(self) -> Recipe:
+    def _hub_sources_are_explicit(self) -> RecipeBase:
         if self.model.revision and not self.model.base.startswith("hub:"):
             raise ValueError("model.revision applies only to `hub:` sources")
-        return self
-
-    @model_validator(mode="after")
-    def _sections_fit_the_kind(self) -> Recipe:
-        if self.kind == "rag":
-            if self.corpus is None:
-                raise ValueError("corpus: a rag recipe names its sources, e.g. [{path: squad/dev.json}]")
-            if self.data is not None:
-                raise ValueError("data: a rag recipe indexes `corpus` (remove the data section)")
-            if self.eval.metric != "recall_at_5":
-                raise ValueError("eval.metric: a rag recipe is gated on recall_at_5")
-            return self
-        if self.corpus is not None:
-            raise ValueError(f"corpus: only rag recipes index a corpus, not {self.kind}")
-        if self.data is None:
-            raise ValueError(f"data: a {self.kind} recipe needs a data section (data.train at least)")
-        if self.eval.metric == "recall_at_5":
-            raise ValueError("eval.metric: recall_at_5 is for rag recipes")
-        if self.kind == "classify":
-            if not self.data.labels:
-                raise ValueError(
-                    "data.labels: a classify recipe names its classes, e.g. [negative, positive]"
-                )
-            if self.eval.metric == "rouge_l":
-                raise ValueError("eval.metric: rouge_l is for chat recipes; use accuracy or macro_f1")
-            if self.lora.quantization != "none":
-                raise ValueError("lora.quantization: QLoRA is for chat recipes")
-        else:
-            if self.data.labels:
-                raise ValueError("data.labels: a chat recipe has no classes (remove the key)")
-            if self.eval.metric != "rouge_l":
-                raise ValueError("eval.metric: a chat recipe is gated on rouge_l")
         return self
 
     @property
@@ -358,7 +155,8 @@ class Recipe(Section):
 
     @property
     def uses_hub(self) -> bool:
-        return bool(self.data and self.data.hub) or self.model.base.startswith("hub:")
+        data = getattr(self, "data", None)
+        return bool(data and data.hub) or self.model.base.startswith("hub:")
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -387,18 +185,51 @@ def _yaml(text: str, source: str) -> Any:
         raise RecipeError(str(err)) from None
 
 
-def _format_errors(source: str, err: ValidationError) -> str:
+def field_at(model: type[BaseModel], loc: tuple) -> Any:
+    """The pydantic field at a dotted location of a model class (`("data", "labels")`), or None."""
+    info = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(part, str) or not fields or part not in fields:
+            return None
+        info = fields[part]
+        model = info.annotation
+        if getattr(model, "__origin__", None) is not None or not isinstance(model, type):
+            model = next((a for a in getattr(model, "__args__", ()) if isinstance(a, type)), model)
+    return info
+
+
+def _format_errors(
+    source: str,
+    err: ValidationError,
+    strip: tuple[str, ...] = (),
+    classes: dict[str, type[BaseModel]] | None = None,
+) -> str:
     """One line: every wrong key and what is wrong with it. pydantic's own rendering quotes the input value,
-    which may be anything the recipe's author pasted: it is left out."""
+    which may be anything the recipe's author pasted: it is left out. `classes`: the recipe class of each
+    kind, so a key of another kind is named as such and a missing key says what it holds."""
+    classes = classes or {}
     problems = []
     for e in err.errors(include_url=False, include_input=False, include_context=False):
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        kind = e["loc"][0] if e["loc"] and e["loc"][0] in strip else None
+        loc = e["loc"][1:] if kind else e["loc"]
+        key = ".".join(str(p) for p in loc) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            problems.append(f"{key}: unknown key (a typo? every key is described in llmpath/config.py)")
+            others = [k for k, cls in classes.items() if k != kind and field_at(cls, tuple(loc))]
+            if kind and others:
+                problems.append(
+                    f"{key}: not a key of a {kind} recipe ({' and '.join(others)} recipes have it)"
+                )
+            else:
+                problems.append(f"{key}: unknown key (a typo? `llmpath kinds --fields KIND` lists every key)")
         elif e["type"] == "missing":
-            problems.append(f"{key}: missing (required)")
-        elif not e["loc"]:  # a check across sections: its message names the key
+            info = field_at(classes[kind], tuple(loc)) if kind in classes else None
+            what = f": {info.description.rstrip('.')}" if info is not None and info.description else ""
+            problems.append(f"{key}: missing (required{what})")
+        elif e["type"] == "literal_error" and kind:
+            problems.append(f"{key}: {msg} in a {kind} recipe")
+        elif not loc:  # a check across sections: its message names the key
             problems.append(msg)
         else:
             problems.append(f"{key}: {msg}")
@@ -406,17 +237,14 @@ def _format_errors(source: str, err: ValidationError) -> str:
     return f"{source}: invalid recipe: " + "; ".join(problems[:8]) + more
 
 
-def parse_recipe(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:
-    try:
-        return Recipe.model_validate(raw)
-    except ValidationError as err:
-        raise RecipeError(_format_errors(source, err)) from None
-    except RecursionError:
-        raise RecipeError(f"{source}: invalid recipe: nested too deeply") from None
+def format_errors(source: str, err: ValidationError, classes: dict[str, type[BaseModel]]) -> str:
+    """`_format_errors` for the union of recipe classes (kind -> class): pydantic puts the kind first in every
+    error's location."""
+    return _format_errors(source, err, tuple(classes), classes)
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe file, apply `--set` overrides and validate it."""
+def read_raw_recipe(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A recipe file as a dict, with `--set` overrides applied (not validated yet)."""
     from llmpath.yamlfile import YamlFileError, read_small_text
 
     path = Path(path)
@@ -430,4 +258,4 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise RecipeError(
             f"{path}: a recipe is a YAML mapping of sections (name, registered_model, model, ...), not {got}"
         )
-    return parse_recipe(apply_overrides(raw, overrides or []), str(path))
+    return apply_overrides(raw, overrides or [])

@@ -1,142 +1,30 @@
-"""Stages `export` and `parity`: ONNX and int8 forms of a model version, and the gate that picks what ships."""
+"""Stages `export` and `parity`: the deployable forms of a model version, made and checked by the family of
+the recipe's kind (sequence classifier: ONNX fp32 + int8; causal LM: ONNX with KV cache + quantized forms),
+and the gate that picks the form that ships."""
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
+from llmpath.recipes import Recipe, kind_of
+from llmpath.results import Evaluation, ExportedModel, ParityError, ParityResult, PreparedData, TrainedModel
+from tasks.stages import kind_version, stage
 
-from bentos.classifier.runtime import OnnxTextClassifier
-from llmpath import tracking
-from llmpath.config import ExportConfig, Recipe
-from llmpath.metrics import agreement, classification_metrics
-from tasks.results import Evaluation, ExportedModel, ParityResult, PreparedData, TrainedModel
-from tasks.stages import GateError, stage
-from tasks.train import read_split
-
-_TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "config.json",
-)
-
-
-class ParityError(GateError):
-    """No exported form agrees with the PyTorch model within the recipe's tolerance."""
-
-
-def export_onnx(model_dir: Path, out: Path) -> Path:
-    """Merged PyTorch checkpoint -> ONNX (optimum), with tokenizer and config alongside."""
-    from optimum.onnxruntime import ORTModelForSequenceClassification
-    from transformers import AutoTokenizer
-
-    ORTModelForSequenceClassification.from_pretrained(model_dir, export=True).save_pretrained(out)
-    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
-    return out
-
-
-def quantize_int8(onnx_dir: Path, out: Path, cfg: ExportConfig) -> Path:
-    """Dynamic int8, MatMul only, u8/u8 weights (the AVX2 config: u8/s8 can saturate on CPUs without VNNI)."""
-    from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-
-    qconfig = AutoQuantizationConfig.avx2(
-        is_static=False, per_channel=cfg.per_channel, operators_to_quantize=["MatMul"]
-    )
-    ORTQuantizer.from_pretrained(onnx_dir).quantize(save_dir=out, quantization_config=qconfig)
-    for name in _TOKENIZER_FILES:
-        if (onnx_dir / name).exists() and not (out / name).exists():
-            shutil.copy2(onnx_dir / name, out / name)
-    return out
+__all__ = ["ParityError", "export", "parity"]
 
 
 def export_version(recipe: Recipe, trained: TrainedModel, run_id: str) -> ExportedModel:
-    """Export the merged model to ONNX fp32 (+ int8) as artifacts of this run (chat: + quantized forms)."""
-    import mlflow
-
-    if recipe.kind == "chat":
-        from tasks.chat import export_chat
-
-        return export_chat(recipe, trained, run_id)
-
-    model_dir = tracking.download_model(trained.model_uri)
-    out = tracking.scratch("onnx-")
-    export_onnx(model_dir, out / "fp32")
-    if recipe.export.quantize:
-        quantize_int8(out / "fp32", out / "int8", recipe.export)
-    with tracking.use_run(run_id):
-        mlflow.log_artifacts(str(out), "onnx")
-        sizes = {f"onnx.{p.parent.name}_mb": p.stat().st_size / 2**20 for p in out.glob("*/*.onnx")}
-        mlflow.log_metrics(sizes)
-    return ExportedModel(
-        run_id=run_id,
-        fp32_uri=tracking.artifact_uri(run_id, "onnx/fp32"),
-        int8_uri=tracking.artifact_uri(run_id, "onnx/int8") if recipe.export.quantize else None,
-    )
-
-
-def choose_form(fp32: dict[str, float], int8: dict[str, float] | None, cfg: ExportConfig) -> tuple[str, str]:
-    """int8 when within tolerance of PyTorch, else fp32 when it agrees, else nothing ships."""
-    if int8 is not None:
-        if int8["accuracy_drop"] <= cfg.max_accuracy_drop and int8["agreement"] >= cfg.min_agreement:
-            return "int8", (
-                f"int8 within tolerance: accuracy drop {int8['accuracy_drop']:.4f} <= {cfg.max_accuracy_drop}, "
-                f"agreement {int8['agreement']:.4f} >= {cfg.min_agreement}"
-            )
-        why = f"int8 outside tolerance (drop {int8['accuracy_drop']:.4f}, agreement {int8['agreement']:.4f})"
-    else:
-        why = "quantization disabled"
-    if fp32["accuracy_drop"] <= cfg.max_accuracy_drop and fp32["agreement"] >= cfg.min_agreement:
-        return "fp32", f"{why}; ONNX fp32 ships (agreement {fp32['agreement']:.4f})"
-    raise ParityError(f"{why}; ONNX fp32 also disagrees with PyTorch: {fp32}")
+    """Export the merged model to its family's deployable forms, as artifacts of this run."""
+    return kind_of(recipe).family.export(recipe, trained, run_id)
 
 
 def check_parity(
     recipe: Recipe, data: PreparedData, exported: ExportedModel, candidate: Evaluation, run_id: str
 ) -> ParityResult:
-    """Score every exported form on validation against the PyTorch predictions; mark one deployable.
-    (chat: every form against PyTorch's greedy tokens on the probe prompts, and its speed.)"""
-    import mlflow
-
-    if recipe.kind == "chat":
-        from tasks.chat import parity_chat
-
-        return parity_chat(recipe, exported, candidate, run_id)
-
-    rows = read_split(data, "validation")
-    texts = [r["text"] for r in rows]
-    reference = json.loads(tracking.download(candidate.predictions_uri).read_text())
-    y_true, y_torch = reference["y_true"], reference["y_pred"]
-    forms = {"fp32": exported.fp32_uri} | ({"int8": exported.int8_uri} if exported.int8_uri else {})
-    scores: dict[str, dict[str, float]] = {}
-    for form, uri in forms.items():
-        clf = OnnxTextClassifier(tracking.download(uri), recipe.model.max_length)
-        y_pred = clf.predict_proba_batched(texts, recipe.eval.batch_size).argmax(axis=-1).tolist()
-        accuracy = classification_metrics(y_true, y_pred, recipe.data.labels)["accuracy"]
-        scores[form] = {
-            "accuracy": accuracy,
-            "accuracy_drop": candidate.metrics["accuracy"] - accuracy,
-            "agreement": agreement(y_torch, y_pred),
-        }
-    flat = {f"parity.{form}.{k}": v for form, s in scores.items() for k, v in s.items()}
-    with tracking.use_run(run_id):
-        mlflow.log_metrics(flat)
-        form, reason = choose_form(scores["fp32"], scores.get("int8"), recipe.export)
-        mlflow.set_tags({"deployable.form": form, "deployable.reason": reason})
-    print(f"parity: {form} is deployable: {reason}")
-    return ParityResult(deployable_form=form, deployable_uri=forms[form], metrics=flat, reason=reason)
+    """Check every exported form against the PyTorch candidate; mark the one that ships."""
+    return kind_of(recipe).family.parity(recipe, data, exported, candidate, run_id)
 
 
 def export_key(recipe: Recipe, trained: TrainedModel, **_) -> dict:
-    return {
-        "kind": recipe.kind,
-        "model": trained.model_uri,
-        "export": recipe.export.model_dump(
-            exclude={"max_accuracy_drop", "min_agreement", "prefer", "probe_prompts"}
-        ),
-    }
+    return {"kind": recipe.kind, "model": trained.model_uri} | kind_of(recipe).family.export_key(recipe)
 
 
 def parity_key(
@@ -147,17 +35,8 @@ def parity_key(
         "kind": recipe.kind,
         "forms": [exported.fp32_uri, exported.int8_uri, exported.quantized],
         "reference": candidate.predictions_uri,
-        "export": recipe.export.model_dump(),
-        "labels": recipe.data.labels,
-        "max_length": recipe.model.max_length,
-        "batch_size": recipe.eval.batch_size,
-    }
+    } | kind_of(recipe).family.parity_key(recipe)
 
 
-export = stage(export_version, name="export", key=export_key, code=("llmpath.causal", "tasks.chat"))
-parity = stage(
-    check_parity,
-    name="parity",
-    key=parity_key,
-    code=("bentos.classifier.runtime", "bentos.chat.runtime", "llmpath.metrics", "tasks.chat"),
-)
+export = stage(export_version, name="export", key=export_key, version=kind_version)
+parity = stage(check_parity, name="parity", key=parity_key, version=kind_version)

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from llmpath import faults, locks, tracking
-from llmpath.config import Recipe
 from llmpath.promotion import Decision, decide
-from tasks import aliases
-from tasks.results import (
+from llmpath.recipes import Recipe, kind_of
+from llmpath.results import (
     Evaluation,
     ExportedModel,
     GateDecision,
@@ -25,6 +24,7 @@ from tasks.results import (
     Registration,
     TrainedModel,
 )
+from tasks import aliases
 from tasks.stages import GateError, stage
 
 CANDIDATE, CHAMPION = "candidate", "champion"
@@ -176,10 +176,7 @@ def gate_candidate(
     """Decide whether the candidate beats the base model and the current champion (it moves later)."""
     metric = recipe.eval.metric
     champion_version, champion_score = champion_of(registration.name, metric)
-    if recipe.kind == "chat":
-        from tasks.chat import log_comparison
-
-        log_comparison(base, candidate, run_id)  # the answers the gate weighs, side by side in MLflow
+    kind_of(recipe).compare(recipe, base, candidate, run_id)  # what the gate weighs, side by side in MLflow
     if champion_version == registration.version:
         return kept_as_champion(registration.name, champion_version)
     decision = decide(

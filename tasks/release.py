@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmpath import settings, tracking
-from llmpath.config import Recipe
+from llmpath.recipes import Recipe
 from tasks.registry import CANDIDATE, CHAMPION, alias_version
 
 

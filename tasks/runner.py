@@ -19,7 +19,7 @@ from typing import Any
 
 from prefect import Task
 
-from llmpath.config import Recipe
+from llmpath.recipes import Recipe
 from tasks.stages import STAGES, hardware_of
 
 STAGE_FLOW = "llmpath-stage"  # deployments `llmpath-stage/<pool>` run any stage on that pool (flows/stage.py)

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import yaml
 
 from llmpath import tracking
-from llmpath.config import Recipe
+from llmpath.recipes import Recipe
+from llmpath.results import PromotionResult, Registration
 from tasks.publish import publish_markdown
 from tasks.registry import undo_registration
-from tasks.results import PromotionResult, Registration
 
 
 @dataclass

@@ -20,6 +20,7 @@ from prefect.cache_policies import CachePolicy
 from prefect.tasks import exponential_backoff
 
 from llmpath import settings
+from llmpath.results import GateError
 
 Hardware = Literal["cpu", "gpu-preferred", "gpu-required"]
 KeyFn = Callable[..., dict[str, Any]]
@@ -27,10 +28,6 @@ KeyFn = Callable[..., dict[str, Any]]
 # Every declared stage by name: routing and the remote stage flow look them up here.
 STAGES: dict[str, Task] = {}
 _KEYS: dict[str, Callable[..., str]] = {}
-
-
-class GateError(RuntimeError):
-    """A quality gate said no (for example: no exported form agrees with PyTorch). Never retried."""
 
 
 # Errors a retry cannot fix, so they fail at once: bad recipes, bad data and missing models (RecipeError,
@@ -84,14 +81,17 @@ def stage(
     hardware: Hardware = "cpu",
     retries: int = 2,
     code: tuple[str, ...] = (),
+    version: Callable[..., str] | None = None,
 ) -> Task:
     """Declare `fn` as the stage `name`. With `key`, its results are cached across runs by content;
-    `key(**call_arguments)` returns the dict that decides the result (never a run id). `code` names extra
-    modules whose source is part of the stage's code version."""
+    `key(**call_arguments)` returns the dict that decides the result (never a run id). The code version is
+    the stage module's source, plus `version(**call_arguments)` (the recipe's kind: its package and what it
+    imports) and the modules `code` names."""
     files = _source_files(fn, code)
 
     def cache_key(_ctx, parameters: dict[str, Any]) -> str:
-        return content_key(name, key(**parameters), code_version(*files))
+        code = code_version(*files) + (version(**parameters) if version else "")
+        return content_key(name, key(**parameters), code)
 
     wrapped = task(
         fn,
@@ -122,3 +122,10 @@ def stage_key(stage_task: Task, **parameters: Any) -> str | None:
     """The cache key a stage call would get (the training stage uses it to find its checkpoints)."""
     fn = _KEYS.get(stage_task.name)
     return fn(**parameters) if fn else None
+
+
+def kind_version(recipe, **_: Any) -> str:
+    """The code version of the recipe's kind (its package and all it imports): a stage's `version`."""
+    from llmpath.recipes import kind_of
+
+    return kind_of(recipe).code_version()

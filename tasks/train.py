@@ -1,4 +1,6 @@
-"""Stage `finetune`: LoRA on the base model for sequence classification, logged step by step to MLflow."""
+"""Stage `finetune`: the training loop every training kind shares (seeded shuffles, grouped batches, AdamW
+with warmup, checkpoints and resume, per-step metrics in MLflow); the recipe's kind supplies the objective:
+the model it builds, the loss of a batch and the merged weights."""
 
 from __future__ import annotations
 
@@ -8,27 +10,19 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from llmpath import faults, tracking
-from llmpath.classifier import load_for_classification
-from llmpath.config import Recipe
 from llmpath.metrics import plot_loss
+from llmpath.recipes import Recipe, kind_of
+from llmpath.results import PreparedData, TrainedModel
 from llmpath.sources import resolve_model
+from llmpath.splits import read_split
 from tasks import checkpoints
-from tasks.results import PreparedData, TrainedModel
-from tasks.stages import stage, stage_key
+from tasks.stages import kind_version, stage, stage_key
 
 PIP_REQUIREMENTS = ["torch==2.13.0", "transformers>=4.57,<4.58", "safetensors"]
-
-
-def read_split(data: PreparedData, name: str) -> list[dict]:
-    import pandas as pd
-
-    folder = tracking.download(data.uri)
-    return pd.read_parquet(folder / f"{name}.parquet").to_dict("records")
 
 
 def batches(
@@ -55,19 +49,6 @@ def batches(
     return out
 
 
-def _peft_model(model, recipe: Recipe):
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,  # keeps the new classifier head trainable (modules_to_save)
-        r=recipe.lora.r,
-        lora_alpha=recipe.lora.alpha,
-        lora_dropout=recipe.lora.dropout,
-        target_modules=list(recipe.lora.target_modules),
-    )
-    return get_peft_model(model, config)
-
-
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -82,54 +63,12 @@ def train_key(recipe: Recipe, data: PreparedData, **_) -> dict:
     settings = recipe.train.model_dump(exclude={"log_every", "threads", "checkpoint_every"})
     return {
         "data": data.fingerprint,
-        "labels": recipe.data.labels,
         "kind": recipe.kind,
         "base": data.base_revision,
         "model": recipe.model.model_dump(),
         "lora": recipe.lora.model_dump(),
         "train": settings,
-    }
-
-
-class ClassifyObjective:
-    """Sequence classification: a seeded head on the encoder, cross-entropy on the label."""
-
-    task = "text-classification"
-
-    @staticmethod
-    def build(recipe: Recipe, base_path: Path, device):
-        model, tokenizer = load_for_classification(base_path, recipe.data.labels, seed=recipe.train.seed)
-        return _peft_model(model, recipe).to(device), tokenizer
-
-    @staticmethod
-    def length(row: dict) -> int:
-        return len(row["text"])
-
-    @staticmethod
-    def loss(model, tokenizer, batch: list[dict], recipe: Recipe, device):
-        import torch
-
-        enc = tokenizer(
-            [r["text"] for r in batch],
-            truncation=True,
-            max_length=recipe.model.max_length,
-            padding=True,
-            return_tensors="pt",
-        ).to(device)
-        labels = torch.tensor([int(r["label"]) for r in batch], device=device)
-        return model(**enc, labels=labels).loss, int(enc["attention_mask"].sum())
-
-    @staticmethod
-    def merged(model, recipe: Recipe, base_path: Path, adapter_dir: Path):
-        return model.merge_and_unload()
-
-
-def objective_of(recipe: Recipe):
-    if recipe.kind == "chat":
-        from tasks.chat import ChatObjective
-
-        return ChatObjective
-    return ClassifyObjective
+    } | kind_of(recipe).train_key(recipe)
 
 
 def train(
@@ -146,7 +85,7 @@ def train(
     from transformers import get_linear_schedule_with_warmup
 
     cfg = recipe.train
-    objective = objective_of(recipe)
+    objective = kind_of(recipe).objective(recipe)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     base = resolve_model(recipe.model.base, recipe.model.revision)
     rows = read_split(data, "train")
@@ -266,10 +205,4 @@ def train(
     )
 
 
-finetune = stage(
-    train,
-    name="finetune",
-    key=train_key,
-    hardware="gpu-preferred",
-    code=("llmpath.classifier", "llmpath.causal", "tasks.chat"),
-)
+finetune = stage(train, name="finetune", key=train_key, hardware="gpu-preferred", version=kind_version)

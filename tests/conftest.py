@@ -103,7 +103,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def smoke_run(flow, recipe_file: str, tmp_path_factory):
     """Run one of the repository's recipes through its flow in a fresh home; yields (recipe, summary, seconds)."""
-    from llmpath.config import load_recipe
+    from llmpath.recipes import load_recipe
 
     mp = pytest.MonkeyPatch()
     mp.setenv("LLMPATH_HOME", str(tmp_path_factory.mktemp("home")))

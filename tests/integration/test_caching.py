@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flows.classify import classify
-from llmpath.config import parse_recipe
+from llmpath.recipes import parse_recipe
 from tests.conftest import task_states, tiny_recipe
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flows.chat import chat
-from llmpath.config import parse_recipe
+from llmpath.recipes import parse_recipe
 from tests.conftest import make_tiny_llama, task_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -140,9 +140,10 @@ def test_qlora_finetune_on_cpu_merges_into_full_precision(
 
     from llmpath import tracking
     from llmpath.causal import assistant_loss, load_causal
+    from llmpath.splits import read_split
     from tasks.data import prepare
     from tasks.runs import pipeline_run
-    from tasks.train import read_split, train
+    from tasks.train import train
 
     monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
     raw = chat_recipe(tmp_path, tiny_chat_model, f"qlora-{bits}", lora={"quantization": bits})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from flows.classify import classify
-from llmpath.config import parse_recipe
 from llmpath.data import DataError
+from llmpath.recipes import parse_recipe
 from tests.conftest import task_states
 
 pytestmark = pytest.mark.integration

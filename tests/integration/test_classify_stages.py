@@ -7,7 +7,7 @@ import json
 import pytest
 
 from llmpath import tracking
-from llmpath.config import parse_recipe
+from llmpath.recipes import parse_recipe
 from tasks.runs import pipeline_run
 from tests.conftest import tiny_recipe
 
@@ -113,7 +113,7 @@ def _logged_model(recipe):
     """A fresh logged model (each registration below is a different model)."""
     import mlflow
 
-    from tasks.results import TrainedModel
+    from llmpath.results import TrainedModel
 
     tracking.ensure_experiment(recipe.experiment_name)
     with mlflow.start_run() as active:
@@ -136,8 +136,8 @@ def _logged_model(recipe):
 
 def _deployable(registration):
     """What mark_deployable writes after parity (the forms' URIs are not read here)."""
+    from llmpath.results import ExportedModel, ParityResult
     from tasks.registry import mark_deployable_version
-    from tasks.results import ExportedModel, ParityResult
 
     exported = ExportedModel(run_id="x", fp32_uri="runs:/x/onnx/fp32", int8_uri=None)
     checked = ParityResult(
@@ -150,6 +150,7 @@ def test_gate_undo_promote_rollback_and_alias_history(recipe, prefect_harness, c
     import mlflow
 
     from llmpath.cli import main
+    from llmpath.results import Evaluation
     from tasks import aliases
     from tasks.registry import (
         alias_version,
@@ -158,7 +159,6 @@ def test_gate_undo_promote_rollback_and_alias_history(recipe, prefect_harness, c
         register_model,
         undo_registration,
     )
-    from tasks.results import Evaluation
     from tasks.stages import GateError
 
     name = recipe.registered_model

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from llmpath import gc, tracking, vectors
-from llmpath.config import IndexConfig
+from llmpath.kinds.rag.recipe import IndexConfig
 
 pytestmark = pytest.mark.integration
 SERVICE = "import bentoml\n\n\n@bentoml.service\nclass Echo:\n    @bentoml.api\n    def echo(self, text: str) -> str:\n        return text\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flows.pipeline import pipeline
-from llmpath.config import parse_recipe
+from llmpath.recipes import parse_recipe
 from tests.conftest import tiny_recipe
 
 pytestmark = pytest.mark.integration

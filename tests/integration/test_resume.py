@@ -10,15 +10,15 @@ import sys
 import pytest
 
 from llmpath import tracking
-from llmpath.config import parse_recipe
+from llmpath.recipes import parse_recipe
 from tests.conftest import ROOT, tiny_recipe
 
 pytestmark = pytest.mark.integration
 
 KILLED_TRAINING = """
 import json, os, signal, sys
-from llmpath.config import parse_recipe
-from tasks.results import PreparedData
+from llmpath.recipes import parse_recipe
+from llmpath.results import PreparedData
 from tasks.train import train
 
 recipe, data, run_id = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]

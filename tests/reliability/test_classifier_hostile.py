@@ -33,7 +33,7 @@ LIMIT = 65536  # serve.max_body_bytes of the Bento under test
 def built(prefect_harness, tiny_bert, tmp_path_factory):
     """The classify flow run once on toy data; yields the Bento tag."""
     from flows.classify import classify
-    from llmpath.config import parse_recipe
+    from llmpath.recipes import parse_recipe
 
     root = tmp_path_factory.mktemp("classifier-hostile")
     mp = pytest.MonkeyPatch()

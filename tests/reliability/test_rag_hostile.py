@@ -76,7 +76,7 @@ def write_corpus(root) -> None:
 def built(prefect_harness, smollm2_tokenizer, tmp_path_factory):
     """The rag flow run once on the corpus above; yields (recipe, Bento tag)."""
     from flows.rag import rag
-    from llmpath.config import parse_recipe
+    from llmpath.recipes import parse_recipe
 
     root = tmp_path_factory.mktemp("rag-hostile")
     chat = root / "chat"

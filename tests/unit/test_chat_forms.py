@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasks.chat import choose_chat_form
+from llmpath.families.causal_lm.export import choose_chat_form
 from tasks.export import ParityError
 
 pytestmark = pytest.mark.unit

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from llmpath.config import Recipe, RecipeError, load_recipe
+from llmpath.config import RecipeBase, RecipeError
+from llmpath.recipes import load_recipe
 
 pytestmark = pytest.mark.unit
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
@@ -37,7 +38,7 @@ def test_there_are_recipes():
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_validates(path):
     recipe = load_recipe(path)
-    assert isinstance(recipe, Recipe)
+    assert isinstance(recipe, RecipeBase) and type(recipe).__name__.lower().startswith(recipe.kind)
     assert recipe.model.base and recipe.name == path.stem
     if recipe.kind == "classify":
         assert recipe.data.labels and recipe.eval.metric in {"accuracy", "macro_f1"}
@@ -80,11 +81,11 @@ def test_chat_recipe_gets_chat_defaults_and_keeps_what_it_says(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        (CHAT.replace("{train: a.json}", "{train: a.json, labels: [a, b]}"), "a chat recipe has no classes"),
-        (CHAT + "eval: {metric: accuracy}\n", "a chat recipe is gated on rouge_l"),
-        (MINIMAL + "eval: {metric: rouge_l}\n", "rouge_l is for chat recipes"),
-        (MINIMAL + "lora: {quantization: 4bit}\n", "QLoRA is for chat recipes"),
-        (MINIMAL.replace(", labels: [neg, pos]", ""), "a classify recipe names its classes"),
+        (CHAT.replace("{train: a.json}", "{train: a.json, labels: [a, b]}"), "data.labels: not a key of a chat recipe"),
+        (CHAT + "eval: {metric: accuracy}\n", "eval.metric: Input should be 'rouge_l' in a chat recipe"),
+        (MINIMAL + "eval: {metric: rouge_l}\n", "eval.metric: Input should be 'accuracy' or 'macro_f1' in a classify recipe"),
+        (MINIMAL + "lora: {quantization: 4bit}\n", "lora.quantization: not a key of a classify recipe \\(chat recipes have it\\)"),
+        (MINIMAL.replace(", labels: [neg, pos]", ""), "data.labels: missing \\(required: Class names"),
         (CHAT + "lora: {quantization: 2bit}\n", "lora.quantization"),
         (CHAT + "export: {quantized_forms: [int3]}\n", "export.quantized_forms.0"),
         (CHAT + "export: {block_size: 48}\n", "export.block_size: must be a power of two"),
@@ -157,7 +158,7 @@ def test_missing_file_and_non_mapping(tmp_path):
         (MINIMAL + "train: {epochs: 2\n", r"line 7, column 1: not valid YAML \(expected ',' or '}'"),
         (MINIMAL + "train: {learning_rate: .nan}\n", "train.learning_rate: Input should be a finite number"),
         (MINIMAL + "train: {epochs: .inf}\n", "train.epochs: Input should be a finite number"),
-        (MINIMAL + "kind: [a]\n", "kind: Input should be 'classify', 'chat' or 'rag'"),
+        (MINIMAL + "kind: [a]\n", "kind: unknown kind"),
         ("", "empty file"),
         ("just words\n", "a recipe is a YAML mapping .* not a str"),
     ],

@@ -2,12 +2,12 @@ import json
 
 import pytest
 
-from llmpath.config import DataConfig
+from llmpath.kinds.classify.recipe import ClassifyData
 from llmpath.data import DataError, check_threshold, load_rows, resolve_path, validate_rows
 
 pytestmark = pytest.mark.unit
 
-CFG = DataConfig(train="x.tsv", text_column="sentence", label_column="label", labels=["negative", "positive"])
+CFG = ClassifyData(train="x.tsv", text_column="sentence", label_column="label", labels=["negative", "positive"])
 
 BAD_TSV = (
     "sentence\tlabel\n"
@@ -99,7 +99,7 @@ def test_every_format_gives_the_same_rows(tmp_path, fmt):
 
 
 def test_splits_are_seeded(tmp_path, monkeypatch):
-    from tasks.data import load_splits
+    from llmpath.splits import load_splits
 
     lines = ["sentence\tlabel"] + [f"row {i}\t{i % 2}" for i in range(100)]
     (tmp_path / "all.tsv").write_text("\n".join(lines) + "\n")
@@ -131,7 +131,8 @@ def test_relative_path_needs_data_root(monkeypatch, tmp_path):
 
 
 def test_training_rows_seen_in_validation_are_dropped_and_reported(tmp_path, monkeypatch):
-    from tasks.data import build_report, load_splits
+    from llmpath.kinds.classify.data import build_report
+    from llmpath.splits import load_splits
 
     (tmp_path / "train.tsv").write_text("sentence\tlabel\nshared text\t1\nonly train\t0\nalso train\t1\n")
     (tmp_path / "dev.tsv").write_text("sentence\tlabel\nshared text\t1\nonly dev\t0\n")
@@ -144,7 +145,7 @@ def test_training_rows_seen_in_validation_are_dropped_and_reported(tmp_path, mon
         def __call__(self, texts, add_special_tokens=True):
             return {"input_ids": [t.split() for t in texts]}
 
-    from llmpath.config import parse_recipe
+    from llmpath.recipes import parse_recipe
 
     recipe = parse_recipe(
         {"name": "r", "registered_model": "m", "data": cfg.model_dump(), "model": {"base": "x"}}
@@ -207,7 +208,7 @@ def test_labels_and_roles_are_described_not_quoted():
 
 
 def test_too_few_rows_to_split(tmp_path, monkeypatch):
-    from tasks.data import load_splits
+    from llmpath.splits import load_splits
 
     (tmp_path / "one.tsv").write_text("sentence\tlabel\nalone\t1\n")
     monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))

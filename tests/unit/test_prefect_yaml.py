@@ -49,17 +49,25 @@ def test_every_flow_has_a_deployment_and_every_routed_pool_a_stage_deployment():
 def test_flow_parameters_render_as_validated_forms():
     from prefect.utilities.callables import parameter_schema
 
+    from llmpath.recipes import kinds
+
     from flows.classify import classify
     from flows.pipeline import pipeline
     from flows.promote import promote
 
     schema = parameter_schema(classify).model_dump_for_openapi()
     assert schema["required"] == ["recipe"]
-    recipe = schema["definitions"]["Recipe"]
+    recipe = schema["definitions"]["ClassifyRecipe"]
     assert {"data", "model", "lora", "train", "eval", "export", "serve", "routing"} <= set(
         recipe["properties"]
     )
+    # The form of a kind shows that kind's fields only: no rag sections, no chat-only keys.
+    assert not {"corpus", "index", "ask"} & set(recipe["properties"])
+    assert "quantization" not in schema["definitions"]["LoraConfig"]["properties"]
+    assert "chat_format" not in schema["definitions"]["ClassifyData"]["properties"]
     assert schema["definitions"]["TrainConfig"]["properties"]["learning_rate"]["exclusiveMinimum"] == 0
     many = parameter_schema(pipeline).model_dump_for_openapi()
-    assert many["properties"]["recipes"]["items"] == {"$ref": "#/definitions/Recipe"}
+    items = many["properties"]["recipes"]["items"]
+    assert items["discriminator"]["propertyName"] == "kind"
+    assert set(items["discriminator"]["mapping"]) == set(kinds())
     assert parameter_schema(promote).model_dump_for_openapi()["required"] == ["model", "version", "reason"]

@@ -82,8 +82,8 @@ def test_cache_key_changes_with_content_code_and_store(monkeypatch, tmp_path):
 
 
 def test_train_key_ignores_logging_cadence_but_not_learning_rate():
-    from llmpath.config import parse_recipe
-    from tasks.results import PreparedData
+    from llmpath.recipes import parse_recipe
+    from llmpath.results import PreparedData
     from tasks.train import train_key
 
     raw = {
@@ -100,7 +100,7 @@ def test_train_key_ignores_logging_cadence_but_not_learning_rate():
 
 def test_remote_stage_inputs_are_validated_against_the_stage_signature():
     from flows.stage import typed_inputs
-    from tasks.results import PreparedData
+    from llmpath.results import PreparedData
 
     data = {
         "run_id": "r",

@@ -166,3 +166,11 @@ class IndexBuild(StageResult):
     embedder_uri: str | None = (
         None  # the ONNX embedder the vectors came from (serving embeds queries with it)
     )
+
+
+class GateError(RuntimeError):
+    """A quality gate said no (for example: no exported form agrees with PyTorch). Never retried."""
+
+
+class ParityError(GateError):
+    """No exported form agrees with the PyTorch model within the recipe's tolerance."""

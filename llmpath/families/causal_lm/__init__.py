@@ -1,0 +1,36 @@
+"""The causal-LM family: ONNX export with KV cache and quantized forms, parity against PyTorch's greedy tokens,
+and the OpenAI-style chat Bento (bentos/chat). Every kind whose model is a causal LM reuses all three."""
+
+from __future__ import annotations
+
+from llmpath.protocol import BentoSpec, Family
+
+
+class CausalLM(Family):
+    name = "causal-lm"
+    module = __name__
+    bento = BentoSpec(
+        folder="chat",
+        files=("service.py", "openai_api.py", "runtime.py"),
+        service_class="Chat",
+        routes="POST /v1/chat/completions /generate, OpenAI base URL /v1",
+    )
+
+    def export(self, recipe, trained, run_id):
+        from llmpath.families.causal_lm.export import export_causal
+
+        return export_causal(recipe, trained, run_id)
+
+    def export_key(self, recipe) -> dict:
+        return {"export": recipe.export.model_dump(exclude={"min_agreement", "prefer", "probe_prompts"})}
+
+    def parity(self, recipe, data, exported, candidate, run_id):
+        from llmpath.families.causal_lm.export import parity_causal
+
+        return parity_causal(recipe, exported, candidate, run_id)
+
+    def parity_key(self, recipe) -> dict:
+        return {"export": recipe.export.model_dump(), "max_length": recipe.model.max_length}
+
+
+FAMILY = CausalLM()

@@ -1,0 +1,18 @@
+"""The sequence-classifier family's recipe section: ONNX export, int8 and the parity gate."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from llmpath.config import Section
+
+
+class ClassifierExport(Section):
+    """ONNX export, int8 quantization and the parity gate that decides what ships."""
+
+    quantize: bool = Field(True, description="Also export dynamic int8 (fp32 is always exported).")
+    per_channel: bool = Field(True, description="int8 scales per output channel (else per tensor).")
+    max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="int8 vs PyTorch accuracy, absolute.")
+    min_agreement: float = Field(
+        0.97, ge=0, le=1, description="Share of validation rows where int8 and PyTorch agree."
+    )

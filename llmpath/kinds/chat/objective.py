@@ -1,0 +1,38 @@
+"""chat training: LoRA (or QLoRA, with bitsandbytes) on a causal LM, cross-entropy on the assistant tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llmpath.causal import as_rendered, load_causal, merge_full_precision, with_lora
+
+
+class ChatObjective:
+    """Causal LM: LoRA (or QLoRA) adapters, cross-entropy on the assistant tokens only."""
+
+    task = "text-generation"
+
+    def build(self, recipe, base_path: Path, device):
+        model, tokenizer = load_causal(base_path, recipe.lora.quantization)
+        quantized = recipe.lora.quantization != "none"
+        if not quantized:
+            model = model.to(device)  # a k-bit model is placed on its device when it loads
+        lora = recipe.lora
+        return with_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules, quantized), tokenizer
+
+    def length(self, row: dict) -> int:
+        return len(row["input_ids"])
+
+    def loss(self, model, tokenizer, batch: list[dict], recipe, device):
+        from llmpath.chat import pad_batch
+
+        enc = {
+            k: v.to(device)
+            for k, v in pad_batch([as_rendered(r) for r in batch], tokenizer.pad_token_id).items()
+        }
+        return model(**enc).loss, int(enc["attention_mask"].sum())
+
+    def merged(self, model, recipe, base_path: Path, adapter_dir: Path):
+        if recipe.lora.quantization == "none":
+            return model.merge_and_unload()
+        return merge_full_precision(base_path, adapter_dir)

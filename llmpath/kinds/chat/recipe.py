@@ -1,0 +1,88 @@
+"""The chat recipe: instruction tuning of a decoder LM with LoRA or QLoRA, gated on ROUGE-L."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from llmpath.config import (
+    DataConfig,
+    EvalConfig,
+    LoraConfig,
+    ModelConfig,
+    RecipeBase,
+    ServeConfig,
+    TrainConfig,
+)
+from llmpath.families.causal_lm.config import CausalExport
+
+
+class ChatData(DataConfig):
+    """Where the conversations come from and how their columns map."""
+
+    chat_format: Literal["auto", "alpaca", "messages", "sharegpt"] = Field(
+        "auto", description="Row form; auto picks by the columns a row has."
+    )
+    columns: dict[Literal["instruction", "input", "output", "system", "messages", "conversations"], str] = (
+        Field(default_factory=dict, description="Column names when they differ, e.g. {output: response}.")
+    )
+    overflow: Literal["truncate", "drop"] = Field(
+        "truncate", description="Conversations over model.max_length tokens are cut or dropped."
+    )
+
+
+class ChatModel(ModelConfig):
+    """The base chat model and its token window."""
+
+    max_length: int = Field(512, gt=0, le=4096, description="Token window of a conversation.")
+
+
+class ChatLora(LoraConfig):
+    """PEFT LoRA adapter settings; QLoRA with `quantization`."""
+
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        min_length=1,
+        description="Names of the linear layers that get adapters.",
+    )
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
+    quantization: Literal["none", "4bit", "8bit"] = Field(
+        "none", description="Load the frozen base in 4-bit (nf4) or 8-bit with bitsandbytes (QLoRA)."
+    )
+
+
+class ChatTrain(TrainConfig):
+    """Optimisation settings. steps = ceil(rows / batch_size) * epochs, unless max_steps caps it."""
+
+    batch_size: int = Field(4, gt=0, description="Conversations per optimizer step.")
+    learning_rate: float = Field(2e-4, gt=0, description="AdamW peak learning rate.")
+
+
+class ChatEval(EvalConfig):
+    """Loss, perplexity and ROUGE-L of greedy answers on the validation split; the gate is on ROUGE-L."""
+
+    metric: Literal["rouge_l"] = Field("rouge_l", description="The metric the gate compares.")
+    batch_size: int = Field(8, gt=0, description="Conversations per forward pass for the loss.")
+    max_prompts: int = Field(32, gt=0, description="Validation prompts answered greedily for ROUGE-L.")
+    max_new_tokens: int = Field(64, gt=0, le=1024, description="Answer length cap for ROUGE-L.")
+
+
+class ChatServe(ServeConfig):
+    """The OpenAI-style chat Bento built from the champion."""
+
+    bento_name: str = Field("llmpath-chat", pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    max_chars: int = Field(8000, gt=0)
+
+
+class ChatRecipe(RecipeBase):
+    """A chat run: conversations -> LoRA/QLoRA -> ROUGE-L gate -> ONNX (+ quantized forms) -> OpenAI-style Bento."""
+
+    kind: Literal["chat"] = Field(description="Always `chat` for this recipe.")
+    data: ChatData = Field(description="The conversations (Alpaca, messages or ShareGPT rows).")
+    model: ChatModel = Field(description="The base model.")
+    lora: ChatLora = ChatLora()
+    train: ChatTrain = ChatTrain()
+    eval: ChatEval = ChatEval()
+    export: CausalExport = CausalExport()
+    serve: ChatServe = ChatServe()

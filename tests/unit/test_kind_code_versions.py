@@ -1,0 +1,66 @@
+"""Cache keys carry the code version of the recipe's kind: its package and what it imports. Editing one kind
+(or its family) must not invalidate another kind's cached stages; editing the shared core invalidates all."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from llmpath.protocol import ROOT, code_files, package_digest
+
+KINDS = {"classify": "llmpath.kinds.classify", "chat": "llmpath.kinds.chat", "rag": "llmpath.kinds.rag"}
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of the source packages, to edit."""
+    for name in ("llmpath", "bentos"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def versions(root: Path) -> dict[str, str]:
+    return {kind: package_digest(module, root=root) for kind, module in KINDS.items()}
+
+
+def touch(path: Path) -> None:
+    path.write_text(path.read_text() + "\n# edited\n")
+
+
+@pytest.mark.parametrize(
+    "edited, changed",
+    [
+        ("llmpath/kinds/chat/evaluate.py", {"chat"}),
+        ("llmpath/kinds/classify/objective.py", {"classify"}),
+        ("llmpath/families/causal_lm/export.py", {"chat"}),  # chat's family (a dpo kind would share it)
+        ("llmpath/families/classifier/export.py", {"classify"}),
+        ("bentos/classifier/runtime.py", {"classify"}),  # the runtime parity runs through
+        ("llmpath/config.py", {"classify", "chat", "rag"}),  # the core every recipe uses
+    ],
+)
+def test_editing_a_kind_changes_its_version_only(tree, edited, changed):
+    before = versions(tree)
+    touch(tree / edited)
+    after = versions(tree)
+    assert {k for k in KINDS if before[k] != after[k]} == changed
+
+
+def test_the_closure_follows_imports_not_folders():
+    classify = {str(p.relative_to(ROOT)) for p in code_files("llmpath.kinds.classify")}
+    chat = {str(p.relative_to(ROOT)) for p in code_files("llmpath.kinds.chat")}
+    assert "llmpath/classifier.py" in classify and "llmpath/classifier.py" not in chat
+    assert "llmpath/causal.py" in chat and "llmpath/causal.py" not in classify
+    assert not any(p.startswith(("llmpath/kinds/chat", "tasks/", "flows/")) for p in classify)
+    assert "llmpath/cli.py" not in classify | chat  # `from llmpath import x` is x, not the whole package
+
+
+def test_stage_keys_use_the_kind_version(tmp_path):
+    """The real finetune cache key of a classify recipe changes with classify's code version only."""
+    from llmpath.recipes import kind_named
+    from tasks.stages import kind_version
+
+    class Recipe:
+        kind = "classify"
+
+    assert kind_version(Recipe()) == kind_named("classify").code_version()
+    assert kind_named("classify").code_version() != kind_named("chat").code_version()
