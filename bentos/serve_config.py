@@ -39,6 +39,8 @@ class BaseServe(Settings):
     TAG_ENV: ClassVar[dict[str, str]] = {}
     # Fields packaging fills in from the store or the index, not from the recipe: left out of the build digest.
     PACKAGED: ClassVar[frozenset[str]] = frozenset()
+    # Recipe sections besides `serve` that this Bento reads (each becomes the field of that name).
+    SECTIONS: ClassVar[tuple[str, ...]] = ()
 
     kind: str = Field(description="The recipe kind this Bento serves; a service refuses another kind's file.")
     name: str = Field(
@@ -124,6 +126,7 @@ class RagServe(BaseServe):
         "chat_model_tag": "LLMPATH_RAG_CHAT",
     }
     PACKAGED: ClassVar[frozenset[str]] = frozenset({"search_params", "embed_max_length"})
+    SECTIONS: ClassVar[tuple[str, ...]] = ("ask",)
 
     kind: Literal["rag"] = "rag"
     name: str = Field("llmpath-rag", pattern=NAME, description="The Bento's and the service's name.")
@@ -157,7 +160,8 @@ ASK_NOT_SERVED = frozenset({"chat_model", "closed_book_template", "sample"})
 
 def from_recipe_sections(kind: str, serve: dict[str, Any], extra: dict[str, Any]) -> BaseServe:
     """The serve config of a `kind` Bento from the recipe's serve section (a plain dict, `bento_name` for the
-    name) and what packaging adds (`extra`: model tags; rag: `ask`, `search_params`, `embed_max_length`).
+    name) and `extra`: the model's SECTIONS (rag: `ask`) and what packaging adds (model tags; rag:
+    `search_params`, `embed_max_length`).
     Raises ServeConfigError naming the key."""
     model = _model(kind)
     data = {k: v for k, v in serve.items() if k in model.model_fields or k not in SERVE_KEYS}

@@ -46,13 +46,13 @@ PACKAGED = {
 
 
 def config_of(raw: dict, packaged: dict | None = None) -> serve_config.BaseServe:
-    """What tasks/package.py builds from a recipe: its serve section, and for rag its ask section."""
+    """What tasks/package.py builds from a recipe: its serve section and the sections its Bento reads (rag:
+    ask), with what the index's manifest carries (rag: the embedder's max_length)."""
     recipe = parse_recipe(raw)
-    extra = (
-        {"ask": recipe.ask.model_dump(), "embed_max_length": recipe.model.max_length}
-        if recipe.kind == "rag"
-        else {}
-    )
+    model = serve_config.MODELS[recipe.kind]
+    extra = {section: getattr(recipe, section).model_dump() for section in model.SECTIONS}
+    if "embed_max_length" in model.PACKAGED:
+        extra["embed_max_length"] = recipe.model.max_length
     return serve_config.from_recipe_sections(recipe.kind, recipe.serve.model_dump(), extra | (packaged or {}))
 
 
