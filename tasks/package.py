@@ -4,15 +4,16 @@ store and an offline `bentoml build`. It runs before `champion` moves, so a cham
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
+from bentos import serve_config
 from llmpath import faults, tracking
-from llmpath.config import Recipe
+from llmpath.recipes import Recipe
+from llmpath.results import PackagedBento
 from tasks.registry import CHAMPION, alias_version
-from tasks.results import PackagedBento
 from tasks.stages import stage
 
 BENTOS = Path(__file__).resolve().parent.parent / "bentos"
@@ -25,8 +26,9 @@ SERVICES = {
 # Files a Bento takes from another service folder, under another name (the rag Bento generates with the chat
 # runtime).
 BORROWED = {"rag": {"causal_runtime.py": BENTOS / "chat" / "runtime.py"}}
-# Every Bento sits behind the same request guard (body limits, JSON only, queueing, OpenAI-shaped errors).
-SHARED = {"guard.py": BENTOS / "guard.py"}
+# Every Bento sits behind the same request guard (body limits, JSON only, queueing, OpenAI-shaped errors) and
+# reads its bento_config.json through the same schema.
+SHARED = {"guard.py": BENTOS / "guard.py", "serve_config.py": BENTOS / "serve_config.py"}
 # What the Bento needs at serve time; installed only when containerizing (we build offline, unlocked).
 BENTO_PACKAGES = ["onnxruntime>=1.32,<1.33", "transformers>=4.57,<4.58", "numpy", "pydantic>=2.7"]
 EXTRA_PACKAGES = {"rag": ["pymilvus>=3.0,<3.1", "milvus-lite>=3.2,<3.3"]}
@@ -45,8 +47,8 @@ def version_labels(recipe: Recipe, version: str | None = None) -> tuple[dict[str
     tags = mlflow.MlflowClient().get_model_version(name, version).tags
     if "deployable.uri" not in tags:
         raise LookupError(f"{name} v{version} has no deployable ONNX form (its parity stage did not pass)")
-    digest = hashlib.sha256(recipe.serve.model_dump_json().encode())
-    if recipe.kind == "rag":
+    digest = hashlib.sha256(serve_settings(recipe).settings_json().encode())  # validated before any import
+    if recipe.kind == "rag":  # which chat model and index go in (the config holds only what /ask reads)
         digest.update(recipe.ask.model_dump_json().encode() + recipe.index.model_dump_json().encode())
     for path in service_files(recipe.kind).values():
         digest.update(path.read_bytes())
@@ -60,6 +62,15 @@ def version_labels(recipe: Recipe, version: str | None = None) -> tuple[dict[str
         "store": tracking.store_digest(),  # `llmpath gc` judges only the Bentos of its own store
     }
     return labels, tags
+
+
+def serve_settings(recipe: Recipe, packaged: dict[str, Any] | None = None) -> serve_config.BaseServe:
+    """The Bento's typed serve config: the recipe's serve section and the other sections its Bento reads (rag:
+    `ask`), plus what packaging made (`packaged`: model tags; rag: the index's search settings). Raises
+    ServeConfigError naming the key."""
+    sections = serve_config.MODELS[recipe.kind].SECTIONS
+    extra = {section: getattr(recipe, section).model_dump() for section in sections}
+    return serve_config.from_recipe_sections(recipe.kind, recipe.serve.model_dump(), extra | (packaged or {}))
 
 
 def service_files(kind: str) -> dict[str, Path]:
@@ -102,48 +113,25 @@ def build_bento(recipe: Recipe, version: str | None = None) -> PackagedBento:
     import mlflow
 
     labels, tags = version_labels(recipe, version)
-    version, s = labels["version"], recipe.serve
-    reused = existing_bento(s.bento_name, labels)
+    version = labels["version"]
+    reused = existing_bento(recipe.serve.bento_name, labels)
     if reused:
         print(f"{recipe.registered_model} v{version} is already packaged as {reused}: not rebuilt")
         model_tag = str(bentoml.get(reused).info.models[0].tag)
         if tags.get("bento.tag") != reused:
             mlflow.MlflowClient().set_model_version_tag(recipe.registered_model, version, "bento.tag", reused)
         return PackagedBento(tag=reused, model_tag=model_tag, version=version)
-    config = {"name": s.bento_name} | s.model_dump(exclude={"bento_name"})
     if recipe.kind == "rag":
         from tasks.rag import import_index
 
-        extra = import_index(recipe, labels, tags)
-        packages = extra.pop("extra_packages")
-        model_tags = [extra["index_model_tag"], extra["chat_model_tag"]]
-        config |= extra
+        packaged = import_index(recipe, labels, tags)
+        packages = packaged.pop("extra_packages")
+        model_tags = [packaged["index_model_tag"], packaged["chat_model_tag"]]
     else:
         model_tags, packages = [import_champion(recipe, labels, tags)], []
-        config["model_tag"] = model_tags[0]
+        packaged = {"model_tag": model_tags[0]}
     model_tag = model_tags[0]
-    ctx = tracking.scratch("bento-")
-    files = service_files(recipe.kind)
-    for name, path in files.items():
-        shutil.copy2(path, ctx / name)
-    (ctx / "bento_config.json").write_text(json.dumps(config, indent=2))
-    # The build imports `service` (which imports `runtime`) from the build folder. A module of that name
-    # imported by an earlier build in this process (another kind, other settings) must not stand in for it.
-    for module in (*(Path(f).stem for f in files), "bento_config"):
-        sys.modules.pop(module, None)
-    _, _, service_class = SERVICES[recipe.kind]
-    bento = bentoml.bentos.build(
-        f"service:{service_class}",
-        name=s.bento_name,
-        labels=labels,
-        include=[*files, "bento_config.json"],
-        python={
-            "packages": BENTO_PACKAGES + EXTRA_PACKAGES.get(recipe.kind, []) + packages,
-            "lock_packages": False,
-        },
-        models=model_tags,
-        build_ctx=str(ctx),
-    )
+    bento = build_service(serve_settings(recipe, packaged), labels, model_tags, packages)
     faults.point("package")  # the fault test kills a run here: Bento built, not yet named on its version
     if labels["mlflow_run_id"]:
         with tracking.use_run(labels["mlflow_run_id"]):
@@ -153,6 +141,37 @@ def build_bento(recipe: Recipe, version: str | None = None) -> PackagedBento:
         f"built Bento {bento.tag} with {model_tag} ({labels['form']}, {recipe.registered_model} v{version})"
     )
     return PackagedBento(tag=str(bento.tag), model_tag=model_tag, version=version)
+
+
+def build_service(
+    config: serve_config.BaseServe, labels: dict[str, str], model_tags: list[str], packages: list[str]
+):
+    """`bentoml build` of the config's kind: its service files and bento_config.json in a fresh build folder,
+    the models by tag; the Bento."""
+    import bentoml
+
+    ctx = tracking.scratch("bento-")
+    files = service_files(config.kind)
+    for name, path in files.items():
+        shutil.copy2(path, ctx / name)
+    serve_config.write(ctx, config)
+    # The build imports `service` (which imports `runtime`) from the build folder. A module of that name
+    # imported by an earlier build in this process (another kind, other settings) must not stand in for it.
+    for module in (Path(f).stem for f in files):
+        sys.modules.pop(module, None)
+    _, _, service_class = SERVICES[config.kind]
+    return bentoml.bentos.build(
+        f"service:{service_class}",
+        name=config.name,
+        labels=labels,
+        include=[*files, serve_config.FILE],
+        python={
+            "packages": BENTO_PACKAGES + EXTRA_PACKAGES.get(config.kind, []) + packages,
+            "lock_packages": False,
+        },
+        models=model_tags,
+        build_ctx=str(ctx),
+    )
 
 
 package = stage(build_bento, name="package")  # not cached: it reads the live registry (reuses an equal Bento)

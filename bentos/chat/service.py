@@ -1,9 +1,10 @@
 """Chat service: an ONNX causal LM behind `POST /generate` and OpenAI's Chat Completions API under `/v1`
 (`POST /v1/chat/completions` as JSON or server-sent events, `GET /v1/models`, `GET /v1/models/{id}`).
 
-The model comes from the BentoML store (`model_tag` in bento_config.json, or `LLMPATH_CHAT_MODEL`): an optimum
-ONNX export with KV cache plus its tokenizer, whose chat template renders every conversation. Message text is
-tokenized as plain text (`encode_chat`), so a user cannot write the template's control tokens.
+The model comes from the BentoML store (`model_tag` in bento_config.json, read through serve_config.py, or
+`LLMPATH_CHAT_MODEL`): an optimum ONNX export with KV cache plus its tokenizer, whose chat template renders
+every conversation. Message text is tokenized as plain text (`encode_chat`), so a user cannot write the
+template's control tokens.
 
 What the service does not implement is refused with a 400 naming the field, never silently dropped (the
 protocol is in openai_api.py); `bentos/guard.py` (body size, body time, JSON only, queueing, JSON errors) sits
@@ -11,7 +12,6 @@ in front of everything."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import uuid
@@ -28,10 +28,8 @@ from pydantic import Field, StrictStr
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 # Beside this file, in the repo and in the Bento:
+import openai_api  # noqa: E402
 from openai_api import (  # noqa: E402
-    CONFIG,
-    MAX_CHARS,
-    MAX_INPUT_TOKENS,
     MODEL_ID,
     ChatRequest,
     NewTokens,
@@ -47,21 +45,31 @@ from runtime import OnnxCausalLM, encode_chat, sse_events, stream_text  # noqa: 
 
 try:
     import guard  # in the Bento: copied beside this file at packaging
+    import serve_config
 except ImportError:  # in the repo
-    from bentos import guard
+    from bentos import guard, serve_config
 
-MODEL_TAG = os.environ.get("LLMPATH_CHAT_MODEL", CONFIG.get("model_tag", "llmpath-chat-onnx:latest"))
+# Written by the `package` stage into the Bento (defaults from source); LLMPATH_CHAT_MODEL overrides the model.
+CONFIG = serve_config.read(HERE, "chat")
+MAX_CHARS, MAX_INPUT_TOKENS = CONFIG.max_chars, CONFIG.max_input_tokens
+# openai_api.py builds its request types from the same file at import: it must have read the same limits.
+_READ = (openai_api.MAX_CHARS, openai_api.MAX_INPUT_TOKENS, openai_api.MAX_NEW_TOKENS)
+if (MAX_CHARS, MAX_INPUT_TOKENS, CONFIG.max_new_tokens) != _READ:
+    raise serve_config.ServeConfigError(
+        f"openai_api.py read (max_chars, max_input_tokens, max_new_tokens) = {_READ}, not the values of "
+        f"{HERE / serve_config.FILE}: {CONFIG}"
+    )
 app = install_errors(FastAPI(title="llmpath chat (OpenAI-compatible)"))
 
 
 @bentoml.service(
-    name=CONFIG.get("name", "llmpath-chat"),
+    name=CONFIG.name,
     traffic={"timeout": 300, "max_concurrency": 8},
-    http={"host": CONFIG.get("host", "127.0.0.1"), "port": CONFIG.get("port", 3000)},
+    http={"host": CONFIG.host, "port": CONFIG.port},
 )
 @bentoml.asgi_app(app, path="/v1")
 class Chat:
-    model = bentoml.models.BentoModel(MODEL_TAG)
+    model = bentoml.models.BentoModel(CONFIG.model_tag)
 
     def __init__(self) -> None:
         from transformers import AutoTokenizer
@@ -186,4 +194,4 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
     }
 
 
-guard.install(Chat, max_body_bytes=int(CONFIG.get("max_body_bytes", 1 << 20)))
+guard.install(Chat, max_body_bytes=CONFIG.max_body_bytes, body_timeout_s=CONFIG.body_timeout_s)

@@ -5,7 +5,6 @@ serves each request on its own (what bench/serving_load.py compares against)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,17 +19,13 @@ from runtime import OnnxTextClassifier  # noqa: E402  (beside this file, in the 
 
 try:
     import guard  # in the Bento: copied beside this file
+    import serve_config
 except ImportError:  # in the repo
-    from bentos import guard
+    from bentos import guard, serve_config
 
-# Written by the `package` stage into the Bento; the environment can override it when serving from source.
-_CONFIG_FILE = HERE / "bento_config.json"
-CONFIG = json.loads(_CONFIG_FILE.read_text()) if _CONFIG_FILE.exists() else {}
-MODEL_TAG = os.environ.get(
-    "LLMPATH_CLASSIFIER_MODEL", CONFIG.get("model_tag", "llmpath-classifier-onnx:latest")
-)
-MAX_TEXTS, MAX_CHARS = CONFIG.get("max_texts", 64), CONFIG.get("max_chars", 2000)
-MAX_BATCH_SIZE = int(CONFIG.get("max_batch_size", 32))
+# Written by the `package` stage into the Bento (defaults from source); LLMPATH_CLASSIFIER_MODEL overrides the model.
+CONFIG = serve_config.read(HERE, "classify")
+MAX_TEXTS, MAX_CHARS, MAX_BATCH_SIZE = CONFIG.max_texts, CONFIG.max_chars, CONFIG.max_batch_size
 BATCHING = os.environ.get("LLMPATH_BATCHING", "1") != "0"
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
@@ -40,14 +35,14 @@ Texts = Annotated[
 
 
 @bentoml.service(
-    name=CONFIG.get("name", "llmpath-classifier"),
+    name=CONFIG.name,
     # Requests in flight (the guard queues the rest): two batches' worth, so one forms while another runs and
     # the batcher's queue never grows long enough for it to drop requests as late (503).
     traffic={"timeout": 60, "max_concurrency": 2 * MAX_BATCH_SIZE},
-    http={"host": CONFIG.get("host", "127.0.0.1"), "port": CONFIG.get("port", 3000)},
+    http={"host": CONFIG.host, "port": CONFIG.port},
 )
 class Classifier:
-    model = bentoml.models.BentoModel(MODEL_TAG)
+    model = bentoml.models.BentoModel(CONFIG.model_tag)
 
     def __init__(self) -> None:
         info = self.model.info
@@ -59,7 +54,7 @@ class Classifier:
     @bentoml.api(
         batchable=BATCHING,
         max_batch_size=MAX_BATCH_SIZE,
-        max_latency_ms=CONFIG.get("max_latency_ms", 10000),
+        max_latency_ms=CONFIG.max_latency_ms,
     )
     def classify(self, texts: Texts) -> list[dict]:
         """Label and score for each text."""
@@ -71,8 +66,4 @@ class Classifier:
         return {"model_tag": str(self.model.tag), **self.source}
 
 
-guard.install(
-    Classifier,
-    max_body_bytes=int(CONFIG.get("max_body_bytes", 1 << 20)),
-    body_timeout_s=float(CONFIG.get("body_timeout_s", 10.0)),
-)
+guard.install(Classifier, max_body_bytes=CONFIG.max_body_bytes, body_timeout_s=CONFIG.body_timeout_s)

@@ -47,18 +47,16 @@ except ImportError:  # in the repo
     from bentos.chat.runtime import OnnxCausalLM, encode_chat
 try:
     import guard  # in the Bento: copied beside this file
+    import serve_config
 except ImportError:  # in the repo
-    from bentos import guard
+    from bentos import guard, serve_config
 
-_CONFIG_FILE = HERE / "bento_config.json"
-CONFIG = json.loads(_CONFIG_FILE.read_text()) if _CONFIG_FILE.exists() else {}
-INDEX_TAG = os.environ.get("LLMPATH_RAG_INDEX", CONFIG.get("index_model_tag", "llmpath-rag-index:latest"))
-CHAT_TAG = os.environ.get("LLMPATH_RAG_CHAT", CONFIG.get("chat_model_tag", "llmpath-rag-chat:latest"))
-ASK = CONFIG.get("ask", {})
-MAX_CHARS = int(CONFIG.get("max_chars", 2000))
+# Written by the `package` stage into the Bento (defaults from source); LLMPATH_RAG_INDEX and LLMPATH_RAG_CHAT
+# override the models.
+CONFIG = serve_config.read(HERE, "rag")
+ASK = CONFIG.ask
+MAX_CHARS, MAX_INPUT_TOKENS, MAX_NEW_TOKENS = CONFIG.max_chars, CONFIG.max_input_tokens, CONFIG.max_new_tokens
 MAX_K = 50
-MAX_INPUT_TOKENS = int(CONFIG.get("max_input_tokens", 1536))
-MAX_NEW_TOKENS = int(CONFIG.get("max_new_tokens", 256))
 
 Query = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
 FilterValue = Annotated[str, Field(max_length=512)] | int
@@ -77,14 +75,14 @@ class Passage(BaseModel):
 
 
 @bentoml.service(
-    name=CONFIG.get("name", "llmpath-rag"),
+    name=CONFIG.name,
     # max_concurrency: requests in flight per endpoint; the guard queues the rest (BentoML would answer 429).
     traffic={"timeout": 300, "max_concurrency": 16},
-    http={"host": CONFIG.get("host", "127.0.0.1"), "port": CONFIG.get("port", 3000)},
+    http={"host": CONFIG.host, "port": CONFIG.port},
 )
 class Rag:
-    index_model = bentoml.models.BentoModel(INDEX_TAG)
-    chat_model = bentoml.models.BentoModel(CHAT_TAG)
+    index_model = bentoml.models.BentoModel(CONFIG.index_model_tag)
+    chat_model = bentoml.models.BentoModel(CONFIG.chat_model_tag)
 
     def __init__(self) -> None:
         from transformers import AutoTokenizer
@@ -104,7 +102,7 @@ class Rag:
         self.record = read_record(self.client, self.collection)
         self.client.load_collection(self.collection)  # a reopened collection starts released
         self.embedder = Embedder(
-            folder / "embedder", self.record["embedder_backend"], int(CONFIG.get("embed_max_length", 256))
+            folder / "embedder", self.record["embedder_backend"], CONFIG.embed_max_length
         )
         # The query side must embed as the corpus was embedded: same model, revision and size.
         check_compatible(
@@ -114,7 +112,7 @@ class Rag:
             self.embedder.dim,
             self.collection,
         )
-        self.search_params = CONFIG.get("search_params", {})
+        self.search_params = dict(CONFIG.search_params)
         self.tokenizer = AutoTokenizer.from_pretrained(self.chat_model.path)
         self.llm = OnnxCausalLM(self.chat_model.path)
         self.labels = dict(self.index_model.info.labels)
@@ -175,13 +173,11 @@ class Rag:
     ) -> dict:
         """Retrieve k passages, fill the recipe's prompt template, answer with the chat model (greedy)."""
         loop = asyncio.get_running_loop()
-        hits = await loop.run_in_executor(
-            self._searching, self._search, question, k or int(ASK.get("k", 3)), filters
-        )
+        hits = await loop.run_in_executor(self._searching, self._search, question, k or ASK.k, filters)
         return await loop.run_in_executor(self._asking, self._answer, question, hits, max_new_tokens)
 
     def _answer(self, question: str, hits: list[dict], max_new_tokens: int | None) -> dict:
-        template = ASK.get("prompt_template", "Context:\n{context}\n\nQuestion: {question}")
+        template = ASK.prompt_template
         while True:  # drop the weakest passage until the prompt fits the model's input limit
             message = fill_prompt(template, question, [h["text"] for h in hits])
             # Question and passages are text, never the template's control tokens (a corpus passage holding
@@ -194,7 +190,7 @@ class Rag:
             raise bentoml.exceptions.InvalidArgument(
                 f"the question alone is {len(ids)} tokens; the limit is {MAX_INPUT_TOKENS}"
             )
-        limit = max_new_tokens or int(ASK.get("max_new_tokens", 32))
+        limit = max_new_tokens or ASK.max_new_tokens
         tokens = list(self.llm.stream(ids, limit, [self.tokenizer.eos_token_id]))
         answer = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
         return {
@@ -222,8 +218,4 @@ class Rag:
 
 
 # Body limits, JSON only, queueing, OpenAI-shaped errors: the same guard as every llmpath Bento.
-guard.install(
-    Rag,
-    max_body_bytes=int(CONFIG.get("max_body_bytes", 1 << 20)),
-    body_timeout_s=float(CONFIG.get("body_timeout_s", 10.0)),
-)
+guard.install(Rag, max_body_bytes=CONFIG.max_body_bytes, body_timeout_s=CONFIG.body_timeout_s)
