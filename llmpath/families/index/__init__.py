@@ -1,0 +1,26 @@
+"""The index family: chunks embedded (PyTorch, or the ONNX export checked against PyTorch) into a Milvus
+collection named by its build record, and the rag Bento (bentos/rag) that searches it and answers with an ONNX
+chat model. `vectors` is Milvus itself (connect, collections, upserts, exact search, retrieval metrics)."""
+
+from __future__ import annotations
+
+from llmpath.protocol import BentoSpec, Family, package_digest
+
+
+class Index(Family):
+    name = "index"
+    module = __name__
+    bento = BentoSpec(
+        folder="rag",
+        files=("service.py", "runtime.py", "connection.py"),
+        service_class="Rag",
+        borrowed={"causal_runtime.py": "chat/runtime.py"},  # /ask generates with the chat runtime
+        packages=("pymilvus>=3.0,<3.1", "milvus-lite>=3.2,<3.3"),
+    )
+
+    def code_version(self) -> str:
+        """The family's package and the serving runtime it embeds, searches and reconnects with."""
+        return package_digest(self.module, "bentos.rag.runtime", "bentos.rag.connection")
+
+
+FAMILY = Index()
