@@ -46,7 +46,7 @@ GROWING_QUERIES = 100  # questions also timed before the flush
 
 
 def corpus_config(path: str, fmt: str):
-    from llmpath.config import CorpusConfig, CorpusSource
+    from llmpath.kinds.rag.recipe import CorpusConfig, CorpusSource
 
     return CorpusConfig(
         sources=[CorpusSource(path=path, format=fmt, text_field="text")],
@@ -58,7 +58,8 @@ def corpus_config(path: str, fmt: str):
 
 def load_chunks(tokenizer, seed: int, max_size: int, max_questions: int | None):
     """SQuAD chunks and questions, and a seeded shuffle of distractor chunks (enough for `max_size`x)."""
-    from llmpath.corpus import Document, chunk_corpus, read_corpus
+    from llmpath.kinds.rag.chunking import chunk_corpus
+    from llmpath.kinds.rag.corpus import Document, read_corpus
 
     squad_cfg = corpus_config("squad-v1.1-subset/dev-v1.1.json", "squad")
     squad = read_corpus(squad_cfg)
@@ -91,7 +92,7 @@ def load_chunks(tokenizer, seed: int, max_size: int, max_questions: int | None):
 
 
 def index_config(kind: str, n: int):
-    from llmpath.config import IndexConfig
+    from llmpath.families.index.config import IndexConfig
 
     if kind == "IVF_FLAT":
         nlist = max(4, int(math.sqrt(n)))
@@ -106,7 +107,7 @@ def index_config(kind: str, n: int):
 def measure(client, kind, chunks, vectors, q_vectors, gold, exact_ids, exact_metrics, record):
     """Build one collection, time it and its single-query searches, score it against the gold and exact."""
     from bentos.rag.runtime import search
-    from llmpath import vectors as vec
+    from llmpath.families.index import vectors as vec
 
     n = len(chunks)
     cfg = index_config(kind, n)
@@ -189,7 +190,7 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
 
     from bentos.rag.runtime import Embedder
-    from llmpath import vectors as vec
+    from llmpath.families.index import vectors as vec
     from llmpath.sources import resolve_model
 
     model = resolve_model(EMBEDDER)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.recipe import expect_kind
-from llmpath.config import Recipe
+from llmpath.recipes import Recipe
 from tasks.package import package
 from tasks.rag import answer_questions, embed_corpus, evaluate_index, gate, index, prepare_corpus, register
 from tasks.registry import promote

@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     from pymilvus import MilvusClient
     from bentos.rag.connection import ResilientClient
-    from llmpath import vectors
+    from llmpath.families.index import vectors
     from milvus_lite.server_manager import server_manager_instance
 
     uri, phase, idle = sys.argv[1], sys.argv[2], float(sys.argv[3])

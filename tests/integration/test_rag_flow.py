@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from flows.rag import rag
-from llmpath import vectors
-from llmpath.config import parse_recipe
+from llmpath.families.index import vectors
+from llmpath.recipes import parse_recipe
 from tests.conftest import make_tiny_llama
 from tests.integration.test_rag_index import HAND_MADE, QUESTIONS
 

@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 
 from bentos.rag.runtime import Embedder, IndexMismatchError, check_compatible, read_record, search
-from llmpath import vectors
-from llmpath.config import CorpusConfig, CorpusSource, IndexConfig
-from llmpath.corpus import Document, chunk_corpus, chunk_document, read_corpus
 from llmpath.data import DataError
+from llmpath.families.index import vectors
+from llmpath.families.index.config import IndexConfig
+from llmpath.kinds.rag.chunking import chunk_corpus, chunk_document
+from llmpath.kinds.rag.corpus import Document, read_corpus
+from llmpath.kinds.rag.recipe import CorpusConfig, CorpusSource
 from llmpath.sources import resolve_model
 
 pytestmark = pytest.mark.integration
@@ -39,19 +41,34 @@ def cfg(**kw) -> CorpusConfig:
     return CorpusConfig(sources=[CorpusSource(path="unused")], **kw)
 
 
-def test_token_windows_overlap_by_the_configured_tokens(minilm):
+def shared_text(a: str, b: str) -> str:
+    """The longest end of `a` that `b` starts with."""
+    return next((a[i:] for i in range(len(a)) if b.startswith(a[i:])), "")
+
+
+def test_token_windows_end_at_word_boundaries_and_overlap_by_up_to_the_configured_tokens(minilm):
     _, tok = minilm
-    words = ["apple", "river", "stone", "cloud", "music", "table", "green", "house", "bread", "light"]
-    text = " ".join(words[(i * 7) % 10] for i in range(300))  # one token per word
+    words = ["apple", "river", "antidisestablishmentarianism", "Shinkansen", "music", "photosynthesis"]
+    sentences = [
+        " ".join(words[(i * 7 + j) % 6] for j in range(3 + i % 5)).capitalize() + "." for i in range(120)
+    ]
+    text = " ".join(sentences)  # long words are several word pieces each: a token window would split them
     chunks = chunk_document(
         Document("d", text, "s.md"), cfg(chunking="tokens", chunk_tokens=66, chunk_overlap=16), tok
     )
     ids = [tok(c.text, add_special_tokens=False)["input_ids"] for c in chunks]
     assert len(chunks) > 3 and all(len(i) <= 64 for i in ids)  # 66 minus [CLS] and [SEP]
-    for a, b in zip(ids, ids[1:], strict=False):
-        assert a[-16:] == b[:16]  # consecutive windows share exactly the overlap
-    everything = tok(text, add_special_tokens=False)["input_ids"]
-    assert ids[0][:5] == everything[:5] and ids[-1][-5:] == everything[-5:]  # nothing cut off at the ends
+    for chunk in chunks:
+        start = text.index(chunk.text)
+        end = start + len(chunk.text)
+        assert start == 0 or not text[start - 1].isalnum(), chunk.text  # never starts inside a word
+        assert end == len(text) or not text[end].isalnum(), chunk.text  # never ends inside one
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        shared = shared_text(a.text, b.text).strip()
+        assert (
+            shared and len(tok(shared, add_special_tokens=False)["input_ids"]) <= 16
+        )  # they overlap, within it
+    assert text.startswith(chunks[0].text) and text.endswith(chunks[-1].text)  # nothing cut off at the ends
     assert [c.position for c in chunks] == list(range(len(chunks)))
 
 
@@ -170,8 +187,8 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, {root!r})
-    from llmpath import vectors
-    from llmpath.config import IndexConfig
+    from llmpath.families.index import vectors
+    from llmpath.families.index.config import IndexConfig
     from tests.integration.test_rag_index import RECORD, _chunks
 
     rows, v = _chunks(400)

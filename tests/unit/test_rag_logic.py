@@ -1,26 +1,54 @@
-"""Pure logic of the rag kind: token windows, retrieval metrics, exact search, answer scores, the index gate,
+"""Pure logic of the rag kind: token windows (semchunk, counted here in words), retrieval metrics, exact search, answer scores, the index gate,
 metadata filters, prompts, and the recipe's rag sections."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
 
 from bentos.rag.runtime import IndexMismatchError, check_compatible, fill_prompt, filter_expression, mean_pool
-from llmpath.config import RecipeError, parse_recipe
-from llmpath.corpus import chunk_id, windows
+from llmpath.config import RecipeError
+from llmpath.families.index.vectors import (
+    collection_name,
+    exact_search,
+    gold_rank,
+    retrieval_metrics,
+    search_params,
+)
+from llmpath.kinds.rag.chunking import Windows, chunk_id
 from llmpath.metrics import exact_match, normalize_answer, token_f1
 from llmpath.promotion import decide_floor
-from llmpath.vectors import collection_name, exact_search, gold_rank, retrieval_metrics, search_params
+from llmpath.recipes import parse_recipe
 
 pytestmark = pytest.mark.unit
 
 
-def test_windows_cover_every_token_with_the_given_overlap():
-    spans = list(windows(10, 4, 1))
-    assert spans == [(0, 4), (3, 7), (6, 10)]
-    assert list(windows(3, 4, 1)) == [(0, 3)]  # shorter than a window: one window
-    assert list(windows(7, 4, 0)) == [(0, 4), (4, 7)]
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def test_windows_end_at_sentence_boundaries_within_the_bound_and_overlap():
+    text = " ".join(f"Sentence {i} has exactly six words." for i in range(10))  # 6 "tokens" each
+    windows = Windows(words, size=20, overlap=6)
+    spans = windows.spans(text)
+    texts = [text[a:b] for a, b in spans]
+    assert all(words(t) <= 20 for t in texts) and len(texts) > 2
+    assert all(t.startswith("Sentence") and t.endswith("words.") for t in texts)  # whole sentences only
+    sentences = [re.findall(r"Sentence \d+ [^.]*\.", t) for t in texts]
+    for a, b in zip(sentences, sentences[1:], strict=False):
+        assert a[-1] == b[0] and len(set(a) & set(b)) == 1  # consecutive windows share one sentence (6 words)
+    assert sorted({x for s in sentences for x in s}) == sorted(re.findall(r"Sentence \d+ [^.]*\.", text))
+
+
+def test_windows_cut_at_word_boundaries_and_without_overlap():
+    text = "one two three four five six seven eight nine ten eleven"  # no sentence breaks
+    spans = Windows(words, size=4, overlap=0).spans(text)
+    texts = [text[a:b] for a, b in spans]
+    assert " ".join(texts) == text and all(words(t) <= 4 for t in texts)  # whole words, none repeated
+    assert Windows(words, size=4, overlap=1).spans("short text") == [(0, 10)]  # one window when it fits
+    assert Windows(words, size=4, overlap=1).spans("   ") == []
 
 
 def test_chunk_ids_are_content_hashes():
@@ -105,7 +133,7 @@ def test_collection_names_follow_the_build_record():
 
 
 def test_hnsw_search_ef_is_at_least_k():
-    from llmpath.config import IndexConfig
+    from llmpath.families.index.config import IndexConfig
 
     assert search_params(IndexConfig(type="HNSW", search_params={"ef": 8}), 10) == {"ef": 10}
     assert search_params(IndexConfig(type="FLAT")) == {}
@@ -123,15 +151,15 @@ def test_rag_recipe_defaults():
     recipe = parse_recipe(RAG)
     assert recipe.model.base == "packaged:all-minilm-l6-v2" and recipe.eval.metric == "recall_at_5"
     assert recipe.serve.bento_name == "llmpath-rag" and recipe.routing.pools == {}
-    assert recipe.data is None and "{context}" in recipe.ask.prompt_template
+    assert not hasattr(recipe, "data") and "{context}" in recipe.ask.prompt_template
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"corpus": None}, "corpus: a rag recipe names its sources"),
-        ({"data": {"train": "x.tsv"}}, "data: a rag recipe indexes `corpus`"),
-        ({"eval": {"metric": "accuracy"}}, "eval.metric: a rag recipe is gated on recall_at_5"),
+        ({"corpus": None}, "corpus: missing (required: The documents to index)"),
+        ({"data": {"train": "x.tsv"}}, "data: not a key of a rag recipe (chat and classify recipes have it)"),
+        ({"eval": {"metric": "accuracy"}}, "eval.metric: Input should be 'recall_at_5' in a rag recipe"),
         ({"ask": {"prompt_template": "no slots {question}"}}, "must contain {context}"),
         ({"corpus": {"sources": [{"path": "a"}], "chunk_overlap": 64, "chunk_tokens": 64}}, "chunk_overlap"),
         ({"index": {"type": "IVF_PQ"}}, "index.type"),
@@ -140,7 +168,7 @@ def test_rag_recipe_defaults():
 def test_rag_recipe_mistakes_are_named(change, message):
     raw = dict(RAG) | change
     raw = {k: v for k, v in raw.items() if v is not None}
-    with pytest.raises(RecipeError, match=message.replace("(", r"\(").replace("{", r"\{")):
+    with pytest.raises(RecipeError, match=re.escape(message)):
         parse_recipe(raw)
 
 
@@ -152,7 +180,7 @@ def test_other_kinds_refuse_rag_sections():
         "model": {"base": "packaged:all-minilm-l6-v2"},
     }
     parse_recipe(raw)
-    with pytest.raises(RecipeError, match="corpus: only rag recipes"):
+    with pytest.raises(RecipeError, match=r"corpus: not a key of a classify recipe \(rag recipes have it\)"):
         parse_recipe(raw | {"corpus": RAG["corpus"]})
-    with pytest.raises(RecipeError, match="data: a classify recipe needs a data section"):
+    with pytest.raises(RecipeError, match="data: missing"):
         parse_recipe({k: v for k, v in raw.items() if k != "data"})
