@@ -111,8 +111,8 @@ def main() -> int:
     import mlflow
 
     from llmpath import tracking
-    from llmpath.kinds.classify.recipe import ClassifyData
     from llmpath.data import load_rows, resolve_path, validate_rows
+    from llmpath.kinds.classify.recipe import ClassifyData
     from llmpath.metrics import classification_metrics
 
     tracking.configure()

@@ -42,7 +42,10 @@ class BaseServe(Settings):
     # Recipe sections besides `serve` that this Bento reads (each becomes the field of that name).
     SECTIONS: ClassVar[tuple[str, ...]] = ()
 
-    kind: str = Field(description="The recipe kind this Bento serves; a service refuses another kind's file.")
+    kind: str = Field(
+        description="Which Bento's config this is (classify, chat, rag: the family's BentoSpec.config); a service "
+        "refuses another Bento's file."
+    )
     name: str = Field(
         pattern=NAME, description="The Bento's and the service's name (recipe: serve.bento_name)."
     )

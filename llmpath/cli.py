@@ -198,7 +198,8 @@ def cmd_kinds(args) -> int:
 def cmd_gc(args) -> int:
     """List what killed runs and old builds left (scratch folders, index copies, unreferenced Milvus
     collections and Bentos); drop them with --yes."""
-    from llmpath import gc, vectors
+    from llmpath import gc
+    from llmpath.families.index import vectors
     from llmpath.kinds.rag.recipe import IndexConfig
 
     items, notes = gc.find(vectors.milvus_uri(IndexConfig()))

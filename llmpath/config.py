@@ -93,22 +93,14 @@ class EvalConfig(Section):
 
 
 class ServeConfig(Section):
-    """The BentoML service built from the champion (each kind sets its own defaults)."""
+    """The BentoML service built from the champion; each family adds what its Bento reads."""
 
-    bento_name: str = Field("llmpath-classifier", pattern=r"^[a-z0-9][a-z0-9._-]*$")
-    host: str = "127.0.0.1"
-    port: int = Field(3000, gt=0, lt=65536)
-    max_texts: int = Field(64, gt=0)
-    max_chars: int = Field(2000, gt=0)
-    max_batch_size: int = Field(32, gt=0)
-    max_latency_ms: int = Field(
-        10000,
-        gt=0,
-        description="classify: BentoML's batcher answers 503 to a request it expects to wait longer than this. "
-        "It is a shedding threshold, not a batching delay: at 1000 a busy 2-core host shed 1% at concurrency 16.",
+    bento_name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9._-]*$", description="The Bento's name (`llmpath serve` finds it by it)."
     )
-    max_input_tokens: int = Field(1024, gt=0, description="chat: longer conversations get a 400.")
-    max_new_tokens: int = Field(256, gt=0, description="chat: the cap on a request's max_tokens.")
+    host: str = Field("127.0.0.1", description="Address the service binds to (loopback unless you say so).")
+    port: int = Field(3000, gt=0, lt=65536, description="Port the service listens on.")
+    max_chars: int = Field(2000, gt=0, description="Longer texts in a request get a 400.")
     max_body_bytes: int = Field(
         1 << 20, gt=0, description="Larger request bodies get a 413 (bentos/guard.py)."
     )
@@ -140,7 +132,7 @@ class RecipeBase(Section):
     )
     experiment: str | None = Field(None, description="MLflow experiment; default: the recipe name.")
     model: ModelConfig = Field(description="The base model.")
-    serve: ServeConfig = ServeConfig()
+    serve: ServeConfig = Field(description="The Bento built from the champion.")
     routing: RoutingConfig = RoutingConfig()
 
     @model_validator(mode="after")

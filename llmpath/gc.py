@@ -119,8 +119,8 @@ def _live_builds() -> set[str]:
 def collection_leftovers(versions: list, default_uri: str) -> tuple[list[Leftover], list[str]]:
     """Unreferenced llmpath collections in every Milvus this store's versions name (and the default one).
     Returns them and the notes on Milvus instances that could not be inspected."""
-    from llmpath import vectors
-    from llmpath.vectors import read_record
+    from llmpath.families.index import vectors
+    from llmpath.families.index.vectors import read_record
 
     referenced = {
         (v.tags.get("milvus_uri"), v.tags["collection"]) for v in versions if "collection" in v.tags
@@ -209,7 +209,7 @@ def drop(item: Leftover) -> None:
     if item.kind in ("scratch", "index copy"):
         shutil.rmtree(item.name, ignore_errors=True)
     elif item.kind == "collection":
-        from llmpath import vectors
+        from llmpath.families.index import vectors
 
         uri, name = item.name.rsplit("#", 1)
         with vectors.connect(uri) as client:

@@ -13,6 +13,7 @@ Kinds never import each other; both sit below the stages, so neither imports Pre
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +40,15 @@ def _module_files(name: str, whole: bool = False, root: Path = ROOT) -> list[Pat
     return [file] if file.is_file() else []
 
 
-def _imports(path: Path, package: str) -> set[str]:
-    """First-party modules a file imports (at the top or inside functions), resolved to module names."""
+def _imports(path: Path, package: str) -> frozenset[str]:
+    """First-party modules a file imports (at the top or inside functions), resolved to module names. Parsed
+    once per version of the file (a stage computes its cache key for every call)."""
+    stat = path.stat()
+    return _parsed_imports(path, package, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_imports(path: Path, package: str, _mtime_ns: int, _size: int) -> frozenset[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
         if isinstance(node, ast.Import):
@@ -55,7 +63,7 @@ def _imports(path: Path, package: str) -> set[str]:
         else:
             continue
         found.update(n for n in names if n.split(".")[0] in FIRST_PARTY)
-    return found
+    return frozenset(found)
 
 
 def code_files(*modules: str, root: Path = ROOT) -> list[Path]:
@@ -129,6 +137,7 @@ class BentoSpec:
     folder: str
     files: tuple[str, ...]
     service_class: str
+    config: str  # the Bento's serve-config model in bentos/serve_config.py (MODELS): classify, chat, rag
     routes: str = ""  # what `llmpath serve` prints, e.g. "POST /classify"
     borrowed: dict[str, str] = field(default_factory=dict)  # name in the Bento -> path under bentos/
     packages: tuple[str, ...] = ()
@@ -159,6 +168,15 @@ class Family:
         raise NotImplementedError(f"the {self.name} family has no parity check")
 
     def parity_key(self, recipe) -> dict:
+        return {}
+
+    def import_models(self, recipe, labels: dict[str, str], tags: dict[str, str]) -> dict | None:
+        """Put what the Bento serves into the BentoML model store; return the serve config's model entries
+        (tags), plus `extra_packages`. None (the default): the version's deployable ONNX folder, as one model."""
+        return None
+
+    def bento_inputs(self, recipe) -> dict:
+        """Recipe sections that decide what goes into the Bento beyond its serve config (part of its digest)."""
         return {}
 
     def code_version(self) -> str:

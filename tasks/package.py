@@ -4,6 +4,7 @@ store and an offline `bentoml build`. It runs before `champion` moves, so a cham
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -11,27 +12,18 @@ from typing import Any
 
 from bentos import serve_config
 from llmpath import faults, tracking
-from llmpath.recipes import Recipe
+from llmpath.protocol import BentoSpec
+from llmpath.recipes import Recipe, kind_of
 from llmpath.results import PackagedBento
 from tasks.registry import CHAMPION, alias_version
 from tasks.stages import stage
 
 BENTOS = Path(__file__).resolve().parent.parent / "bentos"
-# What each kind's Bento holds: its service folder, the files copied from it, and the service class.
-SERVICES = {
-    "classify": (BENTOS / "classifier", ("service.py", "runtime.py"), "Classifier"),
-    "chat": (BENTOS / "chat", ("service.py", "openai_api.py", "runtime.py"), "Chat"),
-    "rag": (BENTOS / "rag", ("service.py", "runtime.py", "connection.py"), "Rag"),
-}
-# Files a Bento takes from another service folder, under another name (the rag Bento generates with the chat
-# runtime).
-BORROWED = {"rag": {"causal_runtime.py": BENTOS / "chat" / "runtime.py"}}
 # Every Bento sits behind the same request guard (body limits, JSON only, queueing, OpenAI-shaped errors) and
 # reads its bento_config.json through the same schema.
 SHARED = {"guard.py": BENTOS / "guard.py", "serve_config.py": BENTOS / "serve_config.py"}
 # What the Bento needs at serve time; installed only when containerizing (we build offline, unlocked).
 BENTO_PACKAGES = ["onnxruntime>=1.32,<1.33", "transformers>=4.57,<4.58", "numpy", "pydantic>=2.7"]
-EXTRA_PACKAGES = {"rag": ["pymilvus>=3.0,<3.1", "milvus-lite>=3.2,<3.3"]}
 
 
 def version_labels(recipe: Recipe, version: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
@@ -47,10 +39,10 @@ def version_labels(recipe: Recipe, version: str | None = None) -> tuple[dict[str
     tags = mlflow.MlflowClient().get_model_version(name, version).tags
     if "deployable.uri" not in tags:
         raise LookupError(f"{name} v{version} has no deployable ONNX form (its parity stage did not pass)")
+    family = kind_of(recipe).family
     digest = hashlib.sha256(serve_settings(recipe).settings_json().encode())  # validated before any import
-    if recipe.kind == "rag":  # which chat model and index go in (the config holds only what /ask reads)
-        digest.update(recipe.ask.model_dump_json().encode() + recipe.index.model_dump_json().encode())
-    for path in service_files(recipe.kind).values():
+    digest.update(json.dumps(family.bento_inputs(recipe), sort_keys=True).encode())
+    for path in service_files(family.bento).values():
         digest.update(path.read_bytes())
     labels = {
         "registered_model": name,
@@ -68,15 +60,17 @@ def serve_settings(recipe: Recipe, packaged: dict[str, Any] | None = None) -> se
     """The Bento's typed serve config: the recipe's serve section and the other sections its Bento reads (rag:
     `ask`), plus what packaging made (`packaged`: model tags; rag: the index's search settings). Raises
     ServeConfigError naming the key."""
-    sections = serve_config.MODELS[recipe.kind].SECTIONS
+    config = kind_of(recipe).family.bento.config
+    sections = serve_config.MODELS[config].SECTIONS
     extra = {section: getattr(recipe, section).model_dump() for section in sections}
-    return serve_config.from_recipe_sections(recipe.kind, recipe.serve.model_dump(), extra | (packaged or {}))
+    return serve_config.from_recipe_sections(config, recipe.serve.model_dump(), extra | (packaged or {}))
 
 
-def service_files(kind: str) -> dict[str, Path]:
-    """Name in the Bento -> source file, for a kind's service."""
-    service_dir, files, _ = SERVICES[kind]
-    return {name: service_dir / name for name in files} | BORROWED.get(kind, {}) | SHARED
+def service_files(bento: BentoSpec) -> dict[str, Path]:
+    """Name in the Bento -> source file: the family's service folder, the files it borrows, the shared ones."""
+    folder = BENTOS / bento.folder
+    borrowed = {name: BENTOS / source for name, source in bento.borrowed.items()}
+    return {name: folder / name for name in bento.files} | borrowed | SHARED
 
 
 def existing_bento(bento_name: str, labels: dict[str, str]) -> str | None:
@@ -121,17 +115,14 @@ def build_bento(recipe: Recipe, version: str | None = None) -> PackagedBento:
         if tags.get("bento.tag") != reused:
             mlflow.MlflowClient().set_model_version_tag(recipe.registered_model, version, "bento.tag", reused)
         return PackagedBento(tag=reused, model_tag=model_tag, version=version)
-    if recipe.kind == "rag":
-        from tasks.rag import import_index
-
-        packaged = import_index(recipe, labels, tags)
-        packages = packaged.pop("extra_packages")
-        model_tags = [packaged["index_model_tag"], packaged["chat_model_tag"]]
-    else:
-        model_tags, packages = [import_champion(recipe, labels, tags)], []
-        packaged = {"model_tag": model_tags[0]}
+    family = kind_of(recipe).family
+    packaged = family.import_models(recipe, labels, tags)
+    if packaged is None:
+        packaged = {"model_tag": import_champion(recipe, labels, tags)}
+    packages = packaged.pop("extra_packages", [])
+    model_tags = [v for k, v in packaged.items() if k.endswith("model_tag")]
     model_tag = model_tags[0]
-    bento = build_service(serve_settings(recipe, packaged), labels, model_tags, packages)
+    bento = build_service(serve_settings(recipe, packaged), family.bento, labels, model_tags, packages)
     faults.point("package")  # the fault test kills a run here: Bento built, not yet named on its version
     if labels["mlflow_run_id"]:
         with tracking.use_run(labels["mlflow_run_id"]):
@@ -144,14 +135,18 @@ def build_bento(recipe: Recipe, version: str | None = None) -> PackagedBento:
 
 
 def build_service(
-    config: serve_config.BaseServe, labels: dict[str, str], model_tags: list[str], packages: list[str]
+    config: serve_config.BaseServe,
+    bento: BentoSpec,
+    labels: dict[str, str],
+    model_tags: list[str],
+    packages: list[str],
 ):
-    """`bentoml build` of the config's kind: its service files and bento_config.json in a fresh build folder,
+    """`bentoml build` of a family's Bento: its service files and bento_config.json in a fresh build folder,
     the models by tag; the Bento."""
     import bentoml
 
     ctx = tracking.scratch("bento-")
-    files = service_files(config.kind)
+    files = service_files(bento)
     for name, path in files.items():
         shutil.copy2(path, ctx / name)
     serve_config.write(ctx, config)
@@ -159,14 +154,13 @@ def build_service(
     # imported by an earlier build in this process (another kind, other settings) must not stand in for it.
     for module in (Path(f).stem for f in files):
         sys.modules.pop(module, None)
-    _, _, service_class = SERVICES[config.kind]
     return bentoml.bentos.build(
-        f"service:{service_class}",
+        f"service:{bento.service_class}",
         name=config.name,
         labels=labels,
         include=[*files, serve_config.FILE],
         python={
-            "packages": BENTO_PACKAGES + EXTRA_PACKAGES.get(config.kind, []) + packages,
+            "packages": BENTO_PACKAGES + list(bento.packages) + packages,
             "lock_packages": False,
         },
         models=model_tags,

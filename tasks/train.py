@@ -1,61 +1,28 @@
-"""Stage `finetune`: the training loop every training kind shares (seeded shuffles, grouped batches, AdamW
-with warmup, checkpoints and resume, per-step metrics in MLflow); the recipe's kind supplies the objective:
-the model it builds, the loss of a batch and the merged weights."""
+"""Stage `finetune`: the recipe's kind supplies the training objective, the shared loop (llmpath/training.py)
+runs it with checkpoints and resume; goes to the GPU pool when it has a worker."""
 
 from __future__ import annotations
 
-import math
-import os
-import random
-import shutil
-import time
 from collections.abc import Callable
 
-from tqdm.auto import tqdm
-
-from llmpath import faults, tracking
-from llmpath.metrics import plot_loss
 from llmpath.recipes import Recipe, kind_of
 from llmpath.results import PreparedData, TrainedModel
-from llmpath.sources import resolve_model
-from llmpath.splits import read_split
-from tasks import checkpoints
+from llmpath.training import batches, fit, total_steps
 from tasks.stages import kind_version, stage, stage_key
 
-PIP_REQUIREMENTS = ["torch==2.13.0", "transformers>=4.57,<4.58", "safetensors"]
+__all__ = ["batches", "finetune", "total_steps", "train", "train_key"]
 
 
-def batches(
-    rows: list[dict],
-    batch_size: int,
-    rng: random.Random,
-    group_by_length: bool,
-    length: Callable[[dict], int] = lambda row: len(row["text"]),
-) -> list[list[dict]]:
-    """One epoch of shuffled batches. Grouped: similar lengths share a batch (less padding, same randomness
-    at the level of batches), as HF Trainer's group_by_length does."""
-    order = list(range(len(rows)))
-    rng.shuffle(order)
-    if group_by_length:
-        pool = batch_size * 50
-        order = [
-            i
-            for start in range(0, len(order), pool)
-            for i in sorted(order[start : start + pool], key=lambda i: length(rows[i]))
-        ]
-    out = [[rows[i] for i in order[start : start + batch_size]] for start in range(0, len(order), batch_size)]
-    if group_by_length:
-        rng.shuffle(out)
-    return out
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def total_steps(rows: int, recipe: Recipe) -> int:
-    steps = math.ceil(math.ceil(rows / recipe.train.batch_size) * recipe.train.epochs)
-    return min(steps, recipe.train.max_steps) if recipe.train.max_steps else steps
+def train(
+    recipe: Recipe,
+    data: PreparedData,
+    run_id: str,
+    on_step: Callable[[int], None] | None = None,
+) -> TrainedModel:
+    """Fine-tune the recipe's model with its kind's objective. If an earlier run with the same inputs (this
+    stage's cache key) was killed, continue from its last checkpoint."""
+    key = stage_key(finetune, recipe=recipe, data=data)
+    return fit(recipe, data, run_id, kind_of(recipe).objective(recipe), key, on_step)
 
 
 def train_key(recipe: Recipe, data: PreparedData, **_) -> dict:
@@ -69,140 +36,6 @@ def train_key(recipe: Recipe, data: PreparedData, **_) -> dict:
         "lora": recipe.lora.model_dump(),
         "train": settings,
     } | kind_of(recipe).train_key(recipe)
-
-
-def train(
-    recipe: Recipe,
-    data: PreparedData,
-    run_id: str,
-    on_step: Callable[[int], None] | None = None,
-) -> TrainedModel:
-    """Fine-tune a LoRA adapter, checkpointing as it goes, then save adapter and merged model (safetensors).
-    If an earlier run with the same inputs was killed, continue from its last checkpoint."""
-    import mlflow
-    import torch
-    from mlflow.entities import Metric
-    from transformers import get_linear_schedule_with_warmup
-
-    cfg = recipe.train
-    objective = kind_of(recipe).objective(recipe)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    base = resolve_model(recipe.model.base, recipe.model.revision)
-    rows = read_split(data, "train")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # a GPU worker trains on its GPU
-    torch.manual_seed(cfg.seed)
-    model, tokenizer = objective.build(recipe, base.path, device)
-    trainable, total = model.get_nb_trainable_parameters()
-    steps = total_steps(len(rows), recipe)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(steps * cfg.warmup_ratio), steps)
-    key = stage_key(finetune, recipe=recipe, data=data)
-    client = mlflow.MlflowClient()
-    tracking.configure()
-    found = checkpoints.find(key, run_id)
-    losses: list[tuple[int, float]] = []
-    start = tokens = 0
-    if found is not None:
-        start, losses = checkpoints.restore(found, model, optimizer, schedule, run_id)
-        print(f"resuming finetune from step {start}/{steps} (checkpoint of run {found.run_id})")
-    rng = random.Random(cfg.seed)
-    pending: list[Metric] = []
-    started = time.perf_counter()
-    with tracking.use_run(run_id):
-        checkpoints.claim(run_id, key)  # key, trainer and heartbeat: a live run's checkpoint is never taken
-        mlflow.log_params(
-            {
-                "train.total_steps": steps,
-                "train.trainable_params": trainable,
-                "train.all_params": total,
-                "train.device": str(device),
-                # QLoRA: how many frozen base layers train in 4-/8-bit (bitsandbytes); 0 for plain LoRA.
-                "train.quantized_layers": sum(
-                    type(m).__module__.startswith("bitsandbytes.") for m in model.modules()
-                ),
-            }
-        )
-        if start:
-            mlflow.log_metric("train.resumed_from_step", start)
-        model.train()
-        step = seen = 0
-        with tqdm(total=steps, initial=start, desc="finetune", unit="step") as bar:
-            while step < steps:
-                for batch in batches(rows, cfg.batch_size, rng, cfg.group_by_length, objective.length):
-                    seen += 1
-                    if seen <= start:  # replay the same shuffles up to the checkpoint, without computing
-                        step = seen
-                        continue
-                    loss, n_tokens = objective.loss(model, tokenizer, batch, recipe, device)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    optimizer.step()
-                    schedule.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                    tokens += n_tokens
-                    losses.append((step, loss.item()))
-                    pending += [
-                        Metric("train_loss", losses[-1][1], now_ms(), step),
-                        Metric("learning_rate", schedule.get_last_lr()[0], now_ms(), step),
-                    ]
-                    bar.update(1)
-                    checkpoints.beat(run_id)
-                    if step % cfg.log_every == 0 or step == steps:
-                        # Every step's loss is logged; writes are batched to spare the tracking store.
-                        client.log_batch(run_id, metrics=pending)
-                        pending = []
-                        recent = [loss for _, loss in losses[-cfg.log_every :]]
-                        bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
-                    if step % cfg.checkpoint_every == 0 and step < steps:
-                        client.log_batch(run_id, metrics=pending)
-                        pending = []
-                        checkpoints.save(run_id, step, model, optimizer, schedule)
-                        faults.point("checkpoint")  # the fault test kills a run here: a checkpoint in force
-                    if on_step is not None:
-                        on_step(step)
-                    if step >= steps:
-                        break
-        seconds = time.perf_counter() - started
-        out_dir = tracking.scratch("train-")
-        model.save_pretrained(out_dir / "adapter", safe_serialization=True)
-        tokenizer.save_pretrained(out_dir / "adapter")
-        merged = objective.merged(model, recipe, base.path, out_dir / "adapter").to("cpu")
-        merged.save_pretrained(out_dir / "model", safe_serialization=True)
-        tokenizer.save_pretrained(out_dir / "model")
-        mlflow.log_artifacts(str(out_dir / "adapter"), "adapter")
-        # The merged model is an MLflow Model (transformers flavour) so the registry can version it as is.
-        logged = mlflow.transformers.log_model(
-            str(out_dir / "model"),
-            name="model",
-            task=objective.task,
-            pip_requirements=PIP_REQUIREMENTS,
-            params={"base_revision": base.revision},
-        )
-        shutil.rmtree(out_dir, ignore_errors=True)  # logged: the store has it now
-        checkpoints.retire(run_id)  # finished: the stage cache reuses this result from now on
-        done = steps - start
-        mlflow.log_metrics(
-            {
-                "train_seconds": seconds,
-                "train_examples_per_second": done * cfg.batch_size / max(seconds, 1e-9),
-                "train_tokens_per_second": tokens / max(seconds, 1e-9),
-            }
-        )
-        tracking.log_figure(
-            plot_loss(*zip(*losses, strict=True), title=f"{recipe.name}: training loss"), "plots/loss.png"
-        )
-    return TrainedModel(
-        run_id=run_id,
-        model_uri=logged.model_uri,
-        adapter_uri=tracking.artifact_uri(run_id, "adapter"),
-        base_revision=base.revision,
-        steps=steps,
-        final_loss=losses[-1][1],
-        seconds=seconds,
-        resumed_from_step=start,
-    )
 
 
 finetune = stage(train, name="finetune", key=train_key, hardware="gpu-preferred", version=kind_version)

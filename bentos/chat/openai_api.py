@@ -1,8 +1,8 @@
 """OpenAI's Chat Completions protocol as the chat Bento implements it: the request schema with its limits, what
 is accepted only at its no-op value, and errors in OpenAI's shape (`{"error": {message, type, param, code}}`).
 
-Pure pydantic and FastAPI: no model, no BentoML. The limits come from the Bento's serve config
-(bento_config.json beside this file), with the same defaults as the recipe's serve section."""
+Pure pydantic and FastAPI: no model, no BentoML. The limits come from the Bento's typed serve config
+(bento_config.json beside this file, read through serve_config.py: one schema, one set of defaults)."""
 
 from __future__ import annotations
 
@@ -25,13 +25,17 @@ from pydantic import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+try:
+    import serve_config  # in the Bento: copied beside this file at packaging
+except ImportError:  # in the repo
+    from bentos import serve_config
+
 HERE = Path(__file__).resolve().parent
-_CONFIG_FILE = HERE / "bento_config.json"
-CONFIG = json.loads(_CONFIG_FILE.read_text()) if _CONFIG_FILE.exists() else {}
+CONFIG = serve_config.read(HERE, "chat")
 MODEL_ID = "llmpath-chat"
-MAX_INPUT_TOKENS = int(CONFIG.get("max_input_tokens", 1024))
-MAX_NEW_TOKENS = int(CONFIG.get("max_new_tokens", 256))
-MAX_CHARS = int(CONFIG.get("max_chars", 8000))
+MAX_INPUT_TOKENS = CONFIG.max_input_tokens
+MAX_NEW_TOKENS = CONFIG.max_new_tokens
+MAX_CHARS = CONFIG.max_chars
 MAX_N = 4  # answers per request: each is a full generation
 MAX_SEED = 2**32 - 1  # numpy's seed range
 

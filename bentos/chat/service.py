@@ -45,20 +45,13 @@ from runtime import OnnxCausalLM, encode_chat, sse_events, stream_text  # noqa: 
 
 try:
     import guard  # in the Bento: copied beside this file at packaging
-    import serve_config
 except ImportError:  # in the repo
-    from bentos import guard, serve_config
+    from bentos import guard
 
 # Written by the `package` stage into the Bento (defaults from source); LLMPATH_CHAT_MODEL overrides the model.
-CONFIG = serve_config.read(HERE, "chat")
+# (openai_api.py read the same file through the same schema to build its request types.)
+CONFIG = openai_api.CONFIG
 MAX_CHARS, MAX_INPUT_TOKENS = CONFIG.max_chars, CONFIG.max_input_tokens
-# openai_api.py builds its request types from the same file at import: it must have read the same limits.
-_READ = (openai_api.MAX_CHARS, openai_api.MAX_INPUT_TOKENS, openai_api.MAX_NEW_TOKENS)
-if (MAX_CHARS, MAX_INPUT_TOKENS, CONFIG.max_new_tokens) != _READ:
-    raise serve_config.ServeConfigError(
-        f"openai_api.py read (max_chars, max_input_tokens, max_new_tokens) = {_READ}, not the values of "
-        f"{HERE / serve_config.FILE}: {CONFIG}"
-    )
 app = install_errors(FastAPI(title="llmpath chat (OpenAI-compatible)"))
 
 

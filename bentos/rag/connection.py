@@ -9,7 +9,7 @@ pings, every client owns its channel (pymilvus shares one per URI across the pro
 client never closed it), and a call that fails for want of a connection reopens the client and is tried again.
 
 This module is the serving runtime's (the rag Bento copies it); the indexing flow uses it through
-`llmpath.vectors.connect`, so both sides reconnect the same way."""
+`llmpath.families.index.vectors.connect`, so both sides reconnect the same way."""
 
 from __future__ import annotations
 

@@ -106,13 +106,13 @@ def test_the_service_runs_from_a_bento_folder(tiny_chat_model, tmp_path_factory)
     from that folder."""
     import shutil
 
-    from tasks.package import SERVICES, SHARED
+    from llmpath.recipes import kind_named
+    from tasks.package import service_files
 
-    folder, files, service_class = SERVICES["chat"]
+    bento = kind_named("chat").family.bento
+    service_class = bento.service_class
     src = tmp_path_factory.mktemp("chat-bento-src")
-    for name in files:
-        shutil.copy2(folder / name, src / name)
-    for name, path in SHARED.items():
+    for name, path in service_files(bento).items():
         shutil.copy2(path, src / name)
     env = {"LLMPATH_CHAT_MODEL": tiny_chat_model}
     with bentoml_serve(f"service:{service_class}", env, src / "serve.log", cwd=src) as base:

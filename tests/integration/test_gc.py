@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from llmpath import gc, tracking, vectors
+from llmpath import gc, tracking
+from llmpath.families.index import vectors
 from llmpath.kinds.rag.recipe import IndexConfig
 
 pytestmark = pytest.mark.integration

@@ -84,7 +84,8 @@ def stand_in_model(name: str) -> str:
 def test_a_bento_reads_back_what_its_recipe_said(kind, home):
     import bentoml
 
-    from tasks.package import SERVICES, build_service, serve_settings
+    from llmpath.recipes import kind_named
+    from tasks.package import build_service, serve_settings
 
     recipe_file, overrides, constants = CASES[kind]
     recipe = load_recipe(ROOT / "recipes" / recipe_file, [f"{k}={v}" for k, v in overrides.items()])
@@ -101,14 +102,16 @@ def test_a_bento_reads_back_what_its_recipe_said(kind, home):
         models = [stand_in_model(f"{name}-onnx")]
         packaged = {"model_tag": models[0]}
     config = serve_settings(recipe, packaged)
-    bento = build_service(config, {"registered_model": recipe.registered_model, "version": "1"}, models, [])
+    spec = kind_named(kind).family.bento
+    labels = {"registered_model": recipe.registered_model, "version": "1"}
+    bento = build_service(config, spec, labels, models, [])
     assert bento.info.labels["version"] == "1" and [s.name for s in bento.info.services] == [name]
 
     src = Path(bentoml.get(str(bento.tag)).path_of("src"))
     assert json.loads((src / "bento_config.json").read_text()) == config.model_dump(mode="json")
     tag_vars = ("LLMPATH_CLASSIFIER_MODEL", "LLMPATH_CHAT_MODEL", "LLMPATH_RAG_INDEX", "LLMPATH_RAG_CHAT")
     env = {k: v for k, v in os.environ.items() if k not in tag_vars}  # the file alone decides
-    _, _, service_class = SERVICES[kind]
+    service_class = spec.service_class
     probe = subprocess.run(
         [sys.executable, "-c", PROBE, service_class, json.dumps(list(constants))],
         cwd=src,

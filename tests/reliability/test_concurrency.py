@@ -60,7 +60,7 @@ def test_four_pipelines_at_once_finish_with_unique_versions_and_a_consistent_his
 def test_a_checkpoint_is_taken_over_only_once_its_run_is_dead(home):
     import mlflow
 
-    from tasks import checkpoints
+    from llmpath import checkpoints
 
     tracking.configure()
     client = mlflow.MlflowClient()

@@ -138,7 +138,7 @@ def test_a_run_killed_while_ingesting_completes_without_duplicates(
 ):
     import mlflow
 
-    from llmpath import vectors
+    from llmpath.families.index import vectors
     from tasks import aliases
 
     model, bento = "fault-rag-index", "fault-rag-bento"

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from llmpath.kinds.classify.recipe import ClassifyData
 from llmpath.data import DataError, check_threshold, load_rows, resolve_path, validate_rows
+from llmpath.kinds.classify.recipe import ClassifyData
 
 pytestmark = pytest.mark.unit
 

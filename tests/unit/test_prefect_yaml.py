@@ -49,11 +49,10 @@ def test_every_flow_has_a_deployment_and_every_routed_pool_a_stage_deployment():
 def test_flow_parameters_render_as_validated_forms():
     from prefect.utilities.callables import parameter_schema
 
-    from llmpath.recipes import kinds
-
     from flows.classify import classify
     from flows.pipeline import pipeline
     from flows.promote import promote
+    from llmpath.recipes import kinds
 
     schema = parameter_schema(classify).model_dump_for_openapi()
     assert schema["required"] == ["recipe"]

@@ -13,6 +13,7 @@ class CausalLM(Family):
         folder="chat",
         files=("service.py", "openai_api.py", "runtime.py"),
         service_class="Chat",
+        config="chat",
         routes="POST /v1/chat/completions /generate, OpenAI base URL /v1",
     )
 

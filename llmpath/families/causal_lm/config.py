@@ -1,4 +1,6 @@
-"""The causal-LM family's recipe section: ONNX export with KV cache, quantized forms and the parity gate."""
+"""The causal-LM family's recipe sections, shared by every kind whose model is a causal LM: the base model's
+window, LoRA/QLoRA on the attention projections, ONNX export with KV cache and its parity gate, and the
+OpenAI-style Bento."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from llmpath.config import Section
+from llmpath.config import LoraConfig, ModelConfig, Section, ServeConfig
 
 
 class CausalExport(Section):
@@ -37,3 +39,36 @@ class CausalExport(Section):
         if value & (value - 1):
             raise ValueError(f"must be a power of two (16, 32, 64, 128), not {value}")
         return value
+
+
+class CausalModel(ModelConfig):
+    """The base causal LM and its token window."""
+
+    max_length: int = Field(512, gt=0, le=4096, description="Token window of a conversation.")
+
+
+class CausalLora(LoraConfig):
+    """PEFT LoRA adapter settings; QLoRA with `quantization`."""
+
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        min_length=1,
+        description="Names of the linear layers that get adapters.",
+    )
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
+    quantization: Literal["none", "4bit", "8bit"] = Field(
+        "none", description="Load the frozen base in 4-bit (nf4) or 8-bit with bitsandbytes (QLoRA)."
+    )
+
+
+class CausalServe(ServeConfig):
+    """The OpenAI-style chat Bento built from the champion."""
+
+    bento_name: str = Field(
+        "llmpath-chat",
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description="The Bento's name (`llmpath serve` finds it by it).",
+    )
+    max_chars: int = Field(8000, gt=0, description="Longer message contents get a 400.")
+    max_input_tokens: int = Field(1024, gt=0, description="Longer conversations get a 400.")
+    max_new_tokens: int = Field(256, gt=0, description="The cap on a request's max_tokens.")

@@ -13,6 +13,7 @@ class Classifier(Family):
         folder="classifier",
         files=("service.py", "runtime.py"),
         service_class="Classifier",
+        config="classify",
         routes="POST /classify",
     )
 

@@ -14,9 +14,22 @@ class Index(Family):
         folder="rag",
         files=("service.py", "runtime.py", "connection.py"),
         service_class="Rag",
+        config="rag",
+        routes="POST /search /ask /model",
         borrowed={"causal_runtime.py": "chat/runtime.py"},  # /ask generates with the chat runtime
         packages=("pymilvus>=3.0,<3.1", "milvus-lite>=3.2,<3.3"),
     )
+
+    def import_models(self, recipe, labels: dict[str, str], tags: dict[str, str]) -> dict:
+        """The index (its collection copied into a Milvus Lite file) and the chat model /ask answers with."""
+        from llmpath.families.index.package import import_index
+
+        return import_index(recipe, labels, tags)
+
+    def bento_inputs(self, recipe) -> dict:
+        """`ask.chat_model` and the index settings decide which models go in (the config holds only what /ask
+        and /search read)."""
+        return {"ask": recipe.ask.model_dump(), "index": recipe.index.model_dump()}
 
     def code_version(self) -> str:
         """The family's package and the serving runtime it embeds, searches and reconnects with."""

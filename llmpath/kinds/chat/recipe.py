@@ -9,13 +9,10 @@ from pydantic import Field
 from llmpath.config import (
     DataConfig,
     EvalConfig,
-    LoraConfig,
-    ModelConfig,
     RecipeBase,
-    ServeConfig,
     TrainConfig,
 )
-from llmpath.families.causal_lm.config import CausalExport
+from llmpath.families.causal_lm.config import CausalExport, CausalLora, CausalModel, CausalServe
 
 
 class ChatData(DataConfig):
@@ -29,26 +26,6 @@ class ChatData(DataConfig):
     )
     overflow: Literal["truncate", "drop"] = Field(
         "truncate", description="Conversations over model.max_length tokens are cut or dropped."
-    )
-
-
-class ChatModel(ModelConfig):
-    """The base chat model and its token window."""
-
-    max_length: int = Field(512, gt=0, le=4096, description="Token window of a conversation.")
-
-
-class ChatLora(LoraConfig):
-    """PEFT LoRA adapter settings; QLoRA with `quantization`."""
-
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
-        min_length=1,
-        description="Names of the linear layers that get adapters.",
-    )
-    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
-    quantization: Literal["none", "4bit", "8bit"] = Field(
-        "none", description="Load the frozen base in 4-bit (nf4) or 8-bit with bitsandbytes (QLoRA)."
     )
 
 
@@ -68,21 +45,14 @@ class ChatEval(EvalConfig):
     max_new_tokens: int = Field(64, gt=0, le=1024, description="Answer length cap for ROUGE-L.")
 
 
-class ChatServe(ServeConfig):
-    """The OpenAI-style chat Bento built from the champion."""
-
-    bento_name: str = Field("llmpath-chat", pattern=r"^[a-z0-9][a-z0-9._-]*$")
-    max_chars: int = Field(8000, gt=0)
-
-
 class ChatRecipe(RecipeBase):
     """A chat run: conversations -> LoRA/QLoRA -> ROUGE-L gate -> ONNX (+ quantized forms) -> OpenAI-style Bento."""
 
     kind: Literal["chat"] = Field(description="Always `chat` for this recipe.")
     data: ChatData = Field(description="The conversations (Alpaca, messages or ShareGPT rows).")
-    model: ChatModel = Field(description="The base model.")
-    lora: ChatLora = ChatLora()
+    model: CausalModel = Field(description="The base model.")
+    lora: CausalLora = CausalLora()
     train: ChatTrain = ChatTrain()
     eval: ChatEval = ChatEval()
     export: CausalExport = CausalExport()
-    serve: ChatServe = ChatServe()
+    serve: CausalServe = CausalServe()

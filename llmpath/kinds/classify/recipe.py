@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from llmpath.config import DataConfig, EvalConfig, LoraConfig, RecipeBase, ServeConfig, TrainConfig
-from llmpath.families.classifier.config import ClassifierExport
+from llmpath.config import DataConfig, EvalConfig, LoraConfig, RecipeBase, TrainConfig
+from llmpath.families.classifier.config import ClassifierExport, ClassifierServe
 
 
 class ClassifyData(DataConfig):
@@ -29,10 +29,12 @@ class ClassifyEval(EvalConfig):
 class ClassifyRecipe(RecipeBase):
     """A classify run: data -> LoRA fine-tuning -> evaluation and gate -> ONNX int8 -> classifier Bento."""
 
-    kind: Literal["classify"] = Field(description="Always `classify` for this recipe (the default when absent).")
+    kind: Literal["classify"] = Field(
+        description="Always `classify` for this recipe (the default when absent)."
+    )
     data: ClassifyData = Field(description="The labelled training data.")
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     eval: ClassifyEval = ClassifyEval()
     export: ClassifierExport = ClassifierExport()
-    serve: ServeConfig = ServeConfig()
+    serve: ClassifierServe = ClassifierServe()
