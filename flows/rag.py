@@ -6,7 +6,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.recipe import expect_kind
-from llmpath.recipes import Recipe
+from llmpath.kinds.rag.recipe import RagRecipe
 from tasks.package import package
 from tasks.rag import answer_questions, embed_corpus, evaluate_index, gate, index, prepare_corpus, register
 from tasks.registry import promote
@@ -15,7 +15,7 @@ from tasks.runs import pipeline_run
 
 
 @flow(name="rag", log_prints=True)
-def rag(recipe: Recipe) -> dict:
+def rag(recipe: RagRecipe) -> dict:
     """Retrieval: prepare_corpus (SQuAD / Markdown folder / JSONL -> chunks) -> embed (all-MiniLM-L6-v2,
     PyTorch or checked ONNX) -> index (a new Milvus collection per build, content-hash upserts) ->
     evaluate_retrieval (recall@k and MRR, Milvus vs exact search) -> register_index -> gate_index

@@ -4,7 +4,7 @@ chat model. `vectors` is Milvus itself (connect, collections, upserts, exact sea
 
 from __future__ import annotations
 
-from llmpath.protocol import BentoSpec, Family, package_digest
+from llmpath.protocol import BentoSpec, Family
 
 
 class Index(Family):
@@ -30,10 +30,6 @@ class Index(Family):
         """`ask.chat_model` and the index settings decide which models go in (the config holds only what /ask
         and /search read)."""
         return {"ask": recipe.ask.model_dump(), "index": recipe.index.model_dump()}
-
-    def code_version(self) -> str:
-        """The family's package and the serving runtime it embeds, searches and reconnects with."""
-        return package_digest(self.module, "bentos.rag.runtime", "bentos.rag.connection")
 
 
 FAMILY = Index()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from llmpath.families.index import FAMILY
 from llmpath.kinds.rag.recipe import RagRecipe
-from llmpath.protocol import CheckedData, Kind, package_digest
+from llmpath.protocol import CheckedData, Kind
 from llmpath.results import Embeddings, IndexBuild, PreparedCorpus
 
 
@@ -71,11 +71,6 @@ class Rag(Kind):
         from llmpath.kinds.rag.answers import evaluate_answers
 
         return evaluate_answers(recipe, prepared, built, embedded, run_id)
-
-    def code_version(self) -> str:
-        """This package's digest and the index family's code version (its package and the serving runtime
-        it embeds and searches with)."""
-        return package_digest(self.module) + self.family.code_version()
 
 
 KIND = Rag()

@@ -69,7 +69,7 @@ class AskConfig(Section):
     )
     k: int = Field(3, gt=0, le=20, description="Passages put into the prompt.")
     sample: int = Field(16, ge=0, description="Questions answered in evaluation (0 skips it).")
-    max_new_tokens: int = Field(32, gt=0, le=512)
+    max_new_tokens: int = Field(32, gt=0, le=512, description="Answer length cap.")
 
     @field_validator("prompt_template")
     @classmethod
@@ -86,7 +86,7 @@ class RagModel(ModelConfig):
     base: str = Field(
         "packaged:all-minilm-l6-v2", description="`packaged:NAME`, a local folder, or `hub:ORG/NAME`."
     )
-    max_length: int = Field(256, gt=0, le=4096)
+    max_length: int = Field(256, gt=0, le=4096, description="The embedder's token window.")
 
 
 class RagEval(EvalConfig):
@@ -101,8 +101,13 @@ class RagEval(EvalConfig):
 class RagServe(ServeConfig):
     """The Bento that searches and answers."""
 
-    bento_name: str = Field("llmpath-rag", pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    bento_name: str = Field(
+        "llmpath-rag",
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description="The Bento's name (`llmpath serve` finds it by it).",
+    )
     max_input_tokens: int = Field(1536, gt=0, description="Longer prompts (question and passages) get a 400.")
+    max_new_tokens: int = Field(256, gt=0, description="The cap on an /ask request's max_new_tokens.")
 
 
 class RagRouting(RoutingConfig):
@@ -114,7 +119,7 @@ class RagRouting(RoutingConfig):
 class RagRecipe(RecipeBase):
     """A rag run: corpus -> chunks -> embeddings -> Milvus collection -> recall gate -> answers -> Bento."""
 
-    kind: Literal["rag"]
+    kind: Literal["rag"] = Field(description="Always `rag` for this recipe.")
     model: RagModel = RagModel()
     corpus: CorpusConfig = Field(description="The documents to index.")
     index: IndexConfig = IndexConfig()
