@@ -1,6 +1,7 @@
-"""The serve config: what the `package` stage writes into a Bento (bento_config.json) and what its service reads.
-One schema and one set of defaults for both sides; a unit test holds the defaults equal to what a recipe of each
-kind gets when it does not set the key (tests/unit/test_serve_config.py).
+"""The serve config: what a recipe's `serve` section says, what the `package` stage writes into a Bento
+(bento_config.json) and what its service reads. One schema and one set of defaults for all three: the recipe
+sections are this module's settings classes (`ClassifierSettings`, `ChatSettings`, `RagSettings`,
+`AskSettings`), and each Bento's config extends its settings with what packaging fills in.
 
 - `from_recipe_sections(kind, serve, extra)`: the config of a kind's Bento from the recipe's `serve` section and
   what packaging adds (model tags; rag: the `ask` section and the index's search settings), as plain dicts.
@@ -32,77 +33,68 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class BaseServe(Settings):
-    """What every llmpath Bento reads: its name, where it listens and the request guard's limits."""
+class ServeSettings(Settings):
+    """What a recipe's `serve` section says, for every llmpath Bento: its name, where it listens and the request
+    guard's limits. Each Bento's settings class below is also that recipe section (llmpath/config.py and the
+    families use these classes), so the recipe and the service share one schema and one set of defaults."""
 
-    # Model-tag field -> the environment variable that overrides it (a model from the store, served from source).
-    TAG_ENV: ClassVar[dict[str, str]] = {}
-    # Fields packaging fills in from the store or the index, not from the recipe: left out of the build digest.
-    PACKAGED: ClassVar[frozenset[str]] = frozenset()
-    # Recipe sections besides `serve` that this Bento reads (each becomes the field of that name).
-    SECTIONS: ClassVar[tuple[str, ...]] = ()
-
-    kind: str = Field(
-        description="Which Bento's config this is (classify, chat, rag: the family's BentoSpec.config); a service "
-        "refuses another Bento's file."
+    bento_name: str = Field(pattern=NAME, description="The Bento's name (`llmpath serve` finds it by it).")
+    host: str = Field(
+        "127.0.0.1", min_length=1, description="Address the service binds to (loopback unless you say so)."
     )
-    name: str = Field(
-        pattern=NAME, description="The Bento's and the service's name (recipe: serve.bento_name)."
-    )
-    host: str = Field("127.0.0.1", min_length=1, description="Address `bentoml serve` binds by default.")
-    port: int = Field(3000, gt=0, lt=65536, description="Port `bentoml serve` listens on by default.")
-    max_chars: int = Field(gt=0, description="Longer texts (prompts, queries) get a 4xx.")
+    port: int = Field(3000, gt=0, lt=65536, description="Port the service listens on.")
+    max_chars: int = Field(2000, gt=0, description="Longer texts in a request get a 400.")
     max_body_bytes: int = Field(1 << 20, gt=0, description="Larger request bodies get a 413 (guard.py).")
     body_timeout_s: float = Field(
         10.0, gt=0, le=300, description="A request body that takes longer to arrive gets a 408 (guard.py)."
     )
 
-    def settings_json(self) -> str:
-        """The config without what packaging fills in (model tags, index settings): what the build digest
-        hashes, known before anything is imported into the store."""
-        return self.model_dump_json(exclude=set(self.TAG_ENV) | self.PACKAGED)
 
+class ClassifierSettings(ServeSettings):
+    """The batched `/classify` Bento."""
 
-class ClassifierServe(BaseServe):
-    """The classifier Bento: POST /classify, batched."""
-
-    TAG_ENV: ClassVar[dict[str, str]] = {"model_tag": "LLMPATH_CLASSIFIER_MODEL"}
-
-    kind: Literal["classify"] = "classify"
-    name: str = Field("llmpath-classifier", pattern=NAME, description="The Bento's and the service's name.")
-    model_tag: str = Field(
-        "llmpath-classifier-onnx:latest",
-        min_length=1,
-        description="The ONNX classifier in the BentoML store.",
+    bento_name: str = Field(
+        "llmpath-classifier", pattern=NAME, description="The Bento's name (`llmpath serve` finds it by it)."
     )
-    max_texts: int = Field(64, gt=0, description="Texts per request.")
+    max_texts: int = Field(64, gt=0, description="Texts one request may send.")
     max_chars: int = Field(2000, gt=0, description="Characters per text.")
-    max_batch_size: int = Field(32, gt=0, description="BentoML's adaptive batch; twice it are in flight.")
+    max_batch_size: int = Field(32, gt=0, description="Texts BentoML's adaptive batcher puts in one call.")
     max_latency_ms: int = Field(
         10000,
         gt=0,
-        description="BentoML's batcher answers 503 to a request it expects to wait longer than this (a "
-        "shedding threshold, not a batching delay).",
+        description="BentoML's batcher answers 503 to a request it expects to wait longer than this. It is a "
+        "shedding threshold, not a batching delay: at 1000 a busy 2-core host shed 1% at concurrency 16.",
     )
 
 
-class ChatServe(BaseServe):
-    """The chat Bento: POST /generate and the OpenAI-style API under /v1."""
+class ChatSettings(ServeSettings):
+    """The OpenAI-style chat Bento (POST /generate and /v1)."""
 
-    TAG_ENV: ClassVar[dict[str, str]] = {"model_tag": "LLMPATH_CHAT_MODEL"}
-
-    kind: Literal["chat"] = "chat"
-    name: str = Field("llmpath-chat", pattern=NAME, description="The Bento's and the service's name.")
-    model_tag: str = Field(
-        "llmpath-chat-onnx:latest", min_length=1, description="The ONNX causal LM in the BentoML store."
+    bento_name: str = Field(
+        "llmpath-chat", pattern=NAME, description="The Bento's name (`llmpath serve` finds it by it)."
     )
     max_chars: int = Field(8000, gt=0, description="Characters per prompt or message.")
     max_input_tokens: int = Field(1024, gt=0, description="Longer conversations get a 400.")
     max_new_tokens: int = Field(256, gt=0, description="The cap on a request's max_tokens.")
 
 
+class RagSettings(ServeSettings):
+    """The Bento that searches and answers (POST /search and /ask)."""
+
+    bento_name: str = Field(
+        "llmpath-rag", pattern=NAME, description="The Bento's name (`llmpath serve` finds it by it)."
+    )
+    max_chars: int = Field(2000, gt=0, description="Characters per query or question.")
+    max_input_tokens: int = Field(
+        1536,
+        gt=0,
+        description="Longer prompts (question and passages) get a 400; the weakest passages go first.",
+    )
+    max_new_tokens: int = Field(256, gt=0, description="The cap on an /ask request's max_new_tokens.")
+
+
 class AskSettings(Settings):
-    """What /ask reads of the recipe's `ask` section (the rest of it is for evaluation)."""
+    """What /ask reads of the recipe's `ask` section (the rag recipe's AskConfig adds what evaluation reads)."""
 
     prompt_template: str = Field(
         "Answer the question with a short phrase taken from the context.\n\nContext:\n{context}\n\n"
@@ -121,8 +113,58 @@ class AskSettings(Settings):
         return value
 
 
-class RagServe(BaseServe):
-    """The rag Bento: POST /search and POST /ask."""
+class BaseServe(ServeSettings):
+    """The whole config a service reads: its recipe settings plus what packaging fills in."""
+
+    # Model-tag field -> the environment variable that overrides it (a model from the store, served from source).
+    TAG_ENV: ClassVar[dict[str, str]] = {}
+    # Fields packaging fills in from the store or the index, not from the recipe: left out of the build digest.
+    PACKAGED: ClassVar[frozenset[str]] = frozenset()
+    # Recipe sections besides `serve` that this Bento reads (each becomes the field of that name).
+    SECTIONS: ClassVar[tuple[str, ...]] = ()
+
+    kind: str = Field(
+        description="Which Bento's config this is (classify, chat, rag: the family's BentoSpec.config); a service "
+        "refuses another Bento's file."
+    )
+
+    @property
+    def name(self) -> str:
+        """The Bento's and the service's name."""
+        return self.bento_name
+
+    def settings_json(self) -> str:
+        """The config without what packaging fills in (model tags, index settings): what the build digest
+        hashes, known before anything is imported into the store."""
+        return self.model_dump_json(exclude=set(self.TAG_ENV) | self.PACKAGED)
+
+
+class ClassifierServe(ClassifierSettings, BaseServe):
+    """The classifier Bento's config."""
+
+    TAG_ENV: ClassVar[dict[str, str]] = {"model_tag": "LLMPATH_CLASSIFIER_MODEL"}
+
+    kind: Literal["classify"] = "classify"
+    model_tag: str = Field(
+        "llmpath-classifier-onnx:latest",
+        min_length=1,
+        description="The ONNX classifier in the BentoML store.",
+    )
+
+
+class ChatServe(ChatSettings, BaseServe):
+    """The chat Bento's config."""
+
+    TAG_ENV: ClassVar[dict[str, str]] = {"model_tag": "LLMPATH_CHAT_MODEL"}
+
+    kind: Literal["chat"] = "chat"
+    model_tag: str = Field(
+        "llmpath-chat-onnx:latest", min_length=1, description="The ONNX causal LM in the BentoML store."
+    )
+
+
+class RagServe(RagSettings, BaseServe):
+    """The rag Bento's config."""
 
     TAG_ENV: ClassVar[dict[str, str]] = {
         "index_model_tag": "LLMPATH_RAG_INDEX",
@@ -132,16 +174,12 @@ class RagServe(BaseServe):
     SECTIONS: ClassVar[tuple[str, ...]] = ("ask",)
 
     kind: Literal["rag"] = "rag"
-    name: str = Field("llmpath-rag", pattern=NAME, description="The Bento's and the service's name.")
     index_model_tag: str = Field(
         "llmpath-rag-index:latest", min_length=1, description="Index, embedder and manifest in the store."
     )
     chat_model_tag: str = Field(
         "llmpath-rag-chat:latest", min_length=1, description="The ONNX chat model that answers /ask."
     )
-    max_chars: int = Field(2000, gt=0, description="Characters per query or question.")
-    max_input_tokens: int = Field(1536, gt=0, description="Prompt limit: the weakest passages are dropped.")
-    max_new_tokens: int = Field(256, gt=0, description="The cap on a request's max_new_tokens.")
     ask: AskSettings = Field(AskSettings(), description="The recipe's answering settings /ask uses.")
     search_params: dict[str, int] = Field(
         default_factory=dict, description="Milvus search parameters the index was evaluated with."
@@ -150,30 +188,19 @@ class RagServe(BaseServe):
 
 
 MODELS: dict[str, type[BaseServe]] = {"classify": ClassifierServe, "chat": ChatServe, "rag": RagServe}
-# Recipe keys a kind's Bento does not read: another kind's serve settings, and what `ask` holds for evaluation.
-# Anything else the schema does not know is an error at packaging, never silently dropped.
-SERVE_KEYS = frozenset(
-    f
-    for model in MODELS.values()
-    for f in model.model_fields
-    if f not in {"kind", "name", "ask", *model.TAG_ENV, *model.PACKAGED}
-)
+# What the rag recipe's `ask` section holds for evaluation only (AskConfig's fields beyond AskSettings).
 ASK_NOT_SERVED = frozenset({"chat_model", "closed_book_template", "sample"})
 
 
 def from_recipe_sections(kind: str, serve: dict[str, Any], extra: dict[str, Any]) -> BaseServe:
-    """The serve config of a `kind` Bento from the recipe's serve section (a plain dict, `bento_name` for the
-    name) and `extra`: the model's SECTIONS (rag: `ask`) and what packaging adds (model tags; rag:
-    `search_params`, `embed_max_length`).
-    Raises ServeConfigError naming the key."""
+    """The config of a `kind` Bento from the recipe's serve section (that Bento's settings class, as a plain
+    dict) and `extra`: the model's SECTIONS (rag: `ask`) and what packaging adds (model tags; rag:
+    `search_params`, `embed_max_length`). Raises ServeConfigError naming the key."""
     model = _model(kind)
-    data = {k: v for k, v in serve.items() if k in model.model_fields or k not in SERVE_KEYS}
-    if "bento_name" in data:
-        data["name"] = data.pop("bento_name")
     extra = dict(extra)
     if isinstance(extra.get("ask"), dict):
         extra["ask"] = {k: v for k, v in extra["ask"].items() if k not in ASK_NOT_SERVED}
-    return _validate(model, data | extra, f"the {kind} recipe's serve config")
+    return _validate(model, serve | extra, f"the {kind} recipe's serve config")
 
 
 def write(folder: str | Path, config: BaseServe) -> Path:

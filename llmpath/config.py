@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bentos.serve_config import ServeSettings
+
 
 class RecipeError(ValueError):
     """A recipe that cannot be used; the message names the file and the key."""
@@ -92,21 +94,8 @@ class EvalConfig(Section):
     batch_size: int = Field(64, gt=0, description="Rows per forward pass in evaluation.")
 
 
-class ServeConfig(Section):
-    """The BentoML service built from the champion; each family adds what its Bento reads."""
-
-    bento_name: str = Field(
-        pattern=r"^[a-z0-9][a-z0-9._-]*$", description="The Bento's name (`llmpath serve` finds it by it)."
-    )
-    host: str = Field("127.0.0.1", description="Address the service binds to (loopback unless you say so).")
-    port: int = Field(3000, gt=0, lt=65536, description="Port the service listens on.")
-    max_chars: int = Field(2000, gt=0, description="Longer texts in a request get a 400.")
-    max_body_bytes: int = Field(
-        1 << 20, gt=0, description="Larger request bodies get a 413 (bentos/guard.py)."
-    )
-    body_timeout_s: float = Field(
-        10.0, gt=0, le=300, description="A request body that takes longer to arrive gets a 408."
-    )
+# The serve section's base: the schema the Bentos read too (bentos/serve_config.py, the serving runtime).
+ServeConfig = ServeSettings
 
 
 class RoutingConfig(Section):

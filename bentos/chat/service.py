@@ -45,12 +45,13 @@ from runtime import OnnxCausalLM, encode_chat, sse_events, stream_text  # noqa: 
 
 try:
     import guard  # in the Bento: copied beside this file at packaging
+    import serve_config
 except ImportError:  # in the repo
-    from bentos import guard
+    from bentos import guard, serve_config
 
 # Written by the `package` stage into the Bento (defaults from source); LLMPATH_CHAT_MODEL overrides the model.
 # (openai_api.py read the same file through the same schema to build its request types.)
-CONFIG = openai_api.CONFIG
+CONFIG: serve_config.ChatServe = openai_api.CONFIG
 MAX_CHARS, MAX_INPUT_TOKENS = CONFIG.max_chars, CONFIG.max_input_tokens
 app = install_errors(FastAPI(title="llmpath chat (OpenAI-compatible)"))
 

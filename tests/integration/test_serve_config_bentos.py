@@ -132,7 +132,7 @@ def test_a_bento_reads_back_what_its_recipe_said(kind, home):
         if section == "ask":
             assert seen["config"]["ask"][field] == value == getattr(recipe.ask, field)
         else:
-            assert seen["config"]["name" if field == "bento_name" else field] == value
+            assert seen["config"][field] == value
     for key, value in packaged.items():
         assert seen["config"][key] == value
     assert seen["name"] == name and seen["http"] == {"host": "127.0.0.1", "port": overrides["serve.port"]}

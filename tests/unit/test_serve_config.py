@@ -70,10 +70,15 @@ def test_the_defaults_are_what_a_recipe_of_the_kind_gets(kind):
 
 
 @pytest.mark.parametrize("kind", list(MINIMAL))
-def test_every_recipe_serve_key_is_read_by_some_bento(kind):
-    """A serve key a recipe may set that no Bento reads would be dropped silently: the schema must know it."""
-    keys = set(parse_recipe(MINIMAL[kind]).serve.model_dump()) - {"bento_name"}
-    assert keys <= serve_config.SERVE_KEYS
+def test_the_recipe_section_is_the_bentos_schema(kind):
+    """One schema: a recipe's serve section is an instance of the settings class its Bento's config extends,
+    so every key a recipe may set is a key the service reads, with the same default."""
+    serve = parse_recipe(MINIMAL[kind]).serve
+    model = serve_config.MODELS[kind]
+    assert issubclass(model, type(serve)) and type(serve) is not serve_config.ServeSettings
+    assert set(type(serve).model_fields) <= set(model.model_fields)
+    if "ask" in model.SECTIONS:
+        assert issubclass(type(parse_recipe(MINIMAL[kind]).ask), serve_config.AskSettings)
 
 
 NON_DEFAULT = {
@@ -93,7 +98,7 @@ def test_what_the_recipe_says_arrives_and_round_trips(kind, tmp_path):
     config = config_of(raw, PACKAGED[kind])
     sections = NON_DEFAULT[kind]
     for key, value in sections["serve"].items():
-        assert getattr(config, "name" if key == "bento_name" else key) == value
+        assert getattr(config, key) == value
     for key, value in sections.get("ask", {}).items():
         if key not in serve_config.ASK_NOT_SERVED:
             assert getattr(config.ask, key) == value
@@ -111,8 +116,9 @@ def test_a_key_no_bento_reads_is_refused_at_packaging():
         serve_config.from_recipe_sections("rag", {}, {"ask": {"top_k": 3}})
     with pytest.raises(serve_config.ServeConfigError, match=r"no Bento serves kind 'dpo'"):
         serve_config.from_recipe_sections("dpo", {}, {})
-    # Another kind's setting is not this Bento's: dropped, as the recipe's serve section holds them all.
-    assert "max_texts" not in serve_config.from_recipe_sections("chat", {"max_texts": 3}, {}).model_dump()
+    # Another Bento's setting is not this one's: a chat recipe cannot even say it (its section is ChatSettings).
+    with pytest.raises(serve_config.ServeConfigError, match=r"max_texts: unknown field"):
+        serve_config.from_recipe_sections("chat", {"max_texts": 3}, {})
 
 
 def test_no_file_gives_the_defaults_and_the_environment_names_the_model(tmp_path, monkeypatch):

@@ -8,7 +8,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from llmpath.config import LoraConfig, ModelConfig, Section, ServeConfig
+from bentos.serve_config import ChatSettings
+from llmpath.config import LoraConfig, ModelConfig, Section
 
 
 class CausalExport(Section):
@@ -61,14 +62,5 @@ class CausalLora(LoraConfig):
     )
 
 
-class CausalServe(ServeConfig):
-    """The OpenAI-style chat Bento built from the champion."""
-
-    bento_name: str = Field(
-        "llmpath-chat",
-        pattern=r"^[a-z0-9][a-z0-9._-]*$",
-        description="The Bento's name (`llmpath serve` finds it by it).",
-    )
-    max_chars: int = Field(8000, gt=0, description="Longer message contents get a 400.")
-    max_input_tokens: int = Field(1024, gt=0, description="Longer conversations get a 400.")
-    max_new_tokens: int = Field(256, gt=0, description="The cap on a request's max_tokens.")
+# The chat Bento's serve section: the schema its service reads (bentos/serve_config.py).
+CausalServe = ChatSettings

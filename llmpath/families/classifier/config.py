@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from llmpath.config import Section, ServeConfig
+from bentos.serve_config import ClassifierSettings
+from llmpath.config import Section
 
 
 class ClassifierExport(Section):
@@ -18,19 +19,5 @@ class ClassifierExport(Section):
     )
 
 
-class ClassifierServe(ServeConfig):
-    """The batched `/classify` Bento built from the champion."""
-
-    bento_name: str = Field(
-        "llmpath-classifier",
-        pattern=r"^[a-z0-9][a-z0-9._-]*$",
-        description="The Bento's name (`llmpath serve` finds it by it).",
-    )
-    max_texts: int = Field(64, gt=0, description="Texts one request may send.")
-    max_batch_size: int = Field(32, gt=0, description="Texts BentoML's adaptive batcher puts in one call.")
-    max_latency_ms: int = Field(
-        10000,
-        gt=0,
-        description="BentoML's batcher answers 503 to a request it expects to wait longer than this. It is a "
-        "shedding threshold, not a batching delay: at 1000 a busy 2-core host shed 1% at concurrency 16.",
-    )
+# The classifier Bento's serve section: the schema its service reads (bentos/serve_config.py).
+ClassifierServe = ClassifierSettings

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from llmpath.config import EvalConfig, ModelConfig, RecipeBase, RoutingConfig, Section, ServeConfig
+from bentos.serve_config import AskSettings, RagSettings
+from llmpath.config import EvalConfig, ModelConfig, RecipeBase, RoutingConfig, Section
 from llmpath.families.index.config import IndexConfig
 
 
@@ -50,34 +51,20 @@ class CorpusConfig(Section):
         return self
 
 
-class AskConfig(Section):
-    """rag: answering with retrieved passages and the chat model (evaluation and `/ask`)."""
+class AskConfig(AskSettings):
+    """rag: answering with retrieved passages and the chat model: what `/ask` reads (its prompt, passages and
+    answer length, shared with the Bento's serve config) and what evaluation adds."""
 
     chat_model: str = Field(
         "packaged:smollm2-135m-instruct",
         description="`registry:NAME` (that chat model's champion ONNX form), `packaged:NAME` or a local "
         "folder (exported to ONNX once and cached).",
     )
-    prompt_template: str = Field(
-        "Answer the question with a short phrase taken from the context.\n\nContext:\n{context}\n\n"
-        "Question: {question}",
-        description="The user message; {context} gets the numbered passages, {question} the question.",
-    )
     closed_book_template: str = Field(
         "Answer the question with a short phrase.\n\nQuestion: {question}",
         description="The same question without retrieval, for the closed-book comparison.",
     )
-    k: int = Field(3, gt=0, le=20, description="Passages put into the prompt.")
     sample: int = Field(16, ge=0, description="Questions answered in evaluation (0 skips it).")
-    max_new_tokens: int = Field(32, gt=0, le=512, description="Answer length cap.")
-
-    @field_validator("prompt_template")
-    @classmethod
-    def _has_fields(cls, value: str) -> str:
-        missing = [f for f in ("{context}", "{question}") if f not in value]
-        if missing:
-            raise ValueError(f"must contain {' and '.join(missing)}")
-        return value
 
 
 class RagModel(ModelConfig):
@@ -98,18 +85,6 @@ class RagEval(EvalConfig):
     )
 
 
-class RagServe(ServeConfig):
-    """The Bento that searches and answers."""
-
-    bento_name: str = Field(
-        "llmpath-rag",
-        pattern=r"^[a-z0-9][a-z0-9._-]*$",
-        description="The Bento's name (`llmpath serve` finds it by it).",
-    )
-    max_input_tokens: int = Field(1536, gt=0, description="Longer prompts (question and passages) get a 400.")
-    max_new_tokens: int = Field(256, gt=0, description="The cap on an /ask request's max_new_tokens.")
-
-
 class RagRouting(RoutingConfig):
     """Which Prefect work pool runs which stage (rag: every stage in the flow's process by default)."""
 
@@ -125,5 +100,5 @@ class RagRecipe(RecipeBase):
     index: IndexConfig = IndexConfig()
     eval: RagEval = RagEval()
     ask: AskConfig = AskConfig()
-    serve: RagServe = RagServe()
+    serve: RagSettings = RagSettings()
     routing: RagRouting = RagRouting()
