@@ -81,10 +81,19 @@ def test_chat_recipe_gets_chat_defaults_and_keeps_what_it_says(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        (CHAT.replace("{train: a.json}", "{train: a.json, labels: [a, b]}"), "data.labels: not a key of a chat recipe"),
+        (
+            CHAT.replace("{train: a.json}", "{train: a.json, labels: [a, b]}"),
+            "data.labels: not a key of a chat recipe",
+        ),
         (CHAT + "eval: {metric: accuracy}\n", "eval.metric: Input should be 'rouge_l' in a chat recipe"),
-        (MINIMAL + "eval: {metric: rouge_l}\n", "eval.metric: Input should be 'accuracy' or 'macro_f1' in a classify recipe"),
-        (MINIMAL + "lora: {quantization: 4bit}\n", "lora.quantization: not a key of a classify recipe \\(chat recipes have it\\)"),
+        (
+            MINIMAL + "eval: {metric: rouge_l}\n",
+            "eval.metric: Input should be 'accuracy' or 'macro_f1' in a classify recipe",
+        ),
+        (
+            MINIMAL + "lora: {quantization: 4bit}\n",
+            "lora.quantization: not a key of a classify recipe \\(chat recipes have it\\)",
+        ),
         (MINIMAL.replace(", labels: [neg, pos]", ""), "data.labels: missing \\(required: Class names"),
         (CHAT + "lora: {quantization: 2bit}\n", "lora.quantization"),
         (CHAT + "export: {quantized_forms: [int3]}\n", "export.quantized_forms.0"),

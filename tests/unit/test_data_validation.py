@@ -7,7 +7,9 @@ from llmpath.kinds.classify.recipe import ClassifyData
 
 pytestmark = pytest.mark.unit
 
-CFG = ClassifyData(train="x.tsv", text_column="sentence", label_column="label", labels=["negative", "positive"])
+CFG = ClassifyData(
+    train="x.tsv", text_column="sentence", label_column="label", labels=["negative", "positive"]
+)
 
 BAD_TSV = (
     "sentence\tlabel\n"
