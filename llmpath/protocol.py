@@ -23,9 +23,7 @@ from llmpath.config import RecipeBase
 from llmpath.results import Evaluation, ExportedModel, ParityResult, PreparedData, TrainedModel
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-FIRST_PARTY = ("llmpath", "bentos")
+FIRST_PARTY = ("llmpath", "bentos", "tasks")  # the packages a code version follows imports into
 
 
 def _module_files(name: str, whole: bool = False, root: Path = ROOT) -> list[Path]:
@@ -180,6 +178,7 @@ class Family:
         return {}
 
     def code_version(self) -> str:
+        """The family's package and what it imports (the serving runtime its parity check runs through)."""
         return package_digest(self.module)
 
 
@@ -194,9 +193,8 @@ class Kind:
     family: ClassVar[Family]
     trains: ClassVar[bool] = True
     summary: ClassVar[str] = ""  # one line for `llmpath kinds` and the docs
-    smoke_recipe: ClassVar[
-        str
-    ]  # the file under recipes/ that runs this kind in minutes (tests, `serve` hints)
+    # The file under recipes/ that runs this kind in minutes (the contract test, `llmpath serve` hints).
+    smoke_recipe: ClassVar[str]
 
     # ---- before anything starts (llmpath validate / run / pipeline): no Prefect, no MLflow, no model
     def check_inputs(self, recipe) -> None:

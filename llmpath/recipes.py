@@ -10,7 +10,7 @@ import importlib
 import pkgutil
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
@@ -91,7 +91,8 @@ def recipe_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, s
     for name, info in model.model_fields.items():
         sections = [a for a in (info.annotation, *get_args(info.annotation)) if _is_section(a)]
         if sections:
-            out += recipe_fields(sections[0], f"{prefix}{name}.")
+            many = get_origin(info.annotation) is list
+            out += recipe_fields(sections[0], f"{prefix}{name}{'[]' if many else ''}.")
             continue
         if info.is_required():
             default = "(required)"

@@ -9,10 +9,8 @@ store its references point into. Run ids are not part of it: a cached result ref
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 from prefect import Task, task
@@ -20,6 +18,7 @@ from prefect.cache_policies import CachePolicy
 from prefect.tasks import exponential_backoff
 
 from llmpath import settings
+from llmpath.protocol import package_digest
 from llmpath.results import GateError
 
 Hardware = Literal["cpu", "gpu-preferred", "gpu-required"]
@@ -46,12 +45,10 @@ def is_transient(_task, _task_run, state) -> bool:
     return True
 
 
-def code_version(*modules: str | Path) -> str:
-    """Digest of the source files that implement a stage (its module plus the helpers it names)."""
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update(Path(module).read_bytes())
-    return digest.hexdigest()[:16]
+def code_version(*modules: str) -> str:
+    """Digest of the source files that implement a stage: its module and every first-party module it imports
+    (the shared loop, the helpers), found from the imports themselves."""
+    return package_digest(*modules)
 
 
 def content_key(stage: str, content: dict[str, Any], code: str) -> str:
@@ -62,15 +59,6 @@ def content_key(stage: str, content: dict[str, Any], code: str) -> str:
         default=str,
     )
     return f"{stage}-{hashlib.sha256(blob.encode()).hexdigest()[:24]}"
-
-
-def _source_files(fn: Callable, extra: tuple[str, ...]) -> list[Path]:
-    import importlib
-
-    files = [Path(inspect.getsourcefile(fn))]
-    for name in extra:
-        files.append(Path(inspect.getsourcefile(importlib.import_module(name))))
-    return files
 
 
 def stage(
@@ -87,10 +75,10 @@ def stage(
     `key(**call_arguments)` returns the dict that decides the result (never a run id). The code version is
     the stage module's source, plus `version(**call_arguments)` (the recipe's kind: its package and what it
     imports) and the modules `code` names."""
-    files = _source_files(fn, code)
+    modules = (fn.__module__, *code)
 
     def cache_key(_ctx, parameters: dict[str, Any]) -> str:
-        code = code_version(*files) + (version(**parameters) if version else "")
+        code = code_version(*modules) + (version(**parameters) if version else "")
         return content_key(name, key(**parameters), code)
 
     wrapped = task(

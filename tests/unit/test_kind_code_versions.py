@@ -14,7 +14,7 @@ KINDS = {"classify": "llmpath.kinds.classify", "chat": "llmpath.kinds.chat", "ra
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """A copy of the source packages, to edit."""
-    for name in ("llmpath", "bentos"):
+    for name in ("llmpath", "bentos", "tasks"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
 
@@ -43,6 +43,21 @@ def test_editing_a_kind_changes_its_version_only(tree, edited, changed):
     touch(tree / edited)
     after = versions(tree)
     assert {k for k in KINDS if before[k] != after[k]} == changed
+
+
+@pytest.mark.parametrize(
+    "edited, changes",
+    [
+        ("llmpath/training.py", True),  # the shared loop the finetune stage runs
+        ("llmpath/checkpoints.py", True),
+        ("llmpath/kinds/chat/objective.py", False),  # a kind's code is the kind's version, not the stage's
+        ("tasks/rag.py", False),
+    ],
+)
+def test_a_stage_module_version_covers_what_it_runs(tree, edited, changes):
+    before = package_digest("tasks.train", root=tree)
+    touch(tree / edited)
+    assert (package_digest("tasks.train", root=tree) != before) is changes
 
 
 def test_the_closure_follows_imports_not_folders():
