@@ -39,7 +39,7 @@ def bare(recipe, data) -> dict:
     from llmpath.chat import pad_batch
     from llmpath.sources import resolve_model
     from llmpath.splits import read_split
-    from tasks.train import batches
+    from llmpath.training import batches
 
     cfg = recipe.train
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)

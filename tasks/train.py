@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 from llmpath.recipes import Recipe, kind_of
 from llmpath.results import PreparedData, TrainedModel
-from llmpath.training import batches, fit, total_steps
+from llmpath.training import fit
 from tasks.stages import kind_version, stage, stage_key
 
-__all__ = ["batches", "finetune", "total_steps", "train", "train_key"]
+__all__ = ["finetune", "train", "train_key"]
 
 
 def train(

@@ -6,7 +6,7 @@ pytestmark = pytest.mark.unit
 def test_length_grouped_batches_cover_every_row_once():
     import random
 
-    from tasks.train import batches
+    from llmpath.training import batches
 
     rows = [{"text": "x" * n, "label": 0} for n in range(1, 1001)]
     grouped = batches(rows, 32, random.Random(0), group_by_length=True)
