@@ -67,9 +67,9 @@ def parse_recipe(raw: dict[str, Any], source: str = "<recipe>") -> RecipeBase:
         raw = dict(raw)
         kind = raw.setdefault("kind", DEFAULT_KIND)
         if not isinstance(kind, str) or kind not in kinds():
-            shown = kind if isinstance(kind, str) else type(kind).__name__
+            # The value is not quoted: an error names the key, never what the file says there.
             raise RecipeError(
-                f"{source}: invalid recipe: kind: unknown kind {shown!r}; known: {', '.join(kinds())}"
+                f"{source}: invalid recipe: kind: not a known kind; known: {', '.join(kinds())}"
             )
     try:
         return _ADAPTER.validate_python(raw)

@@ -167,7 +167,7 @@ def test_missing_file_and_non_mapping(tmp_path):
         (MINIMAL + "train: {epochs: 2\n", r"line 7, column 1: not valid YAML \(expected ',' or '}'"),
         (MINIMAL + "train: {learning_rate: .nan}\n", "train.learning_rate: Input should be a finite number"),
         (MINIMAL + "train: {epochs: .inf}\n", "train.epochs: Input should be a finite number"),
-        (MINIMAL + "kind: [a]\n", "kind: unknown kind"),
+        (MINIMAL + "kind: [a]\n", "kind: not a known kind"),
         ("", "empty file"),
         ("just words\n", "a recipe is a YAML mapping .* not a str"),
     ],

@@ -48,7 +48,7 @@ class ChatEval(EvalConfig):
 class ChatRecipe(RecipeBase):
     """A chat run: conversations -> LoRA/QLoRA -> ROUGE-L gate -> ONNX (+ quantized forms) -> OpenAI-style Bento."""
 
-    kind: Literal["chat"] = Field(description="Always `chat` for this recipe.")
+    kind: Literal["chat"] = Field("chat", description="Always `chat` for this recipe.")
     data: ChatData = Field(description="The conversations (Alpaca, messages or ShareGPT rows).")
     model: CausalModel = Field(description="The base model.")
     lora: CausalLora = CausalLora()

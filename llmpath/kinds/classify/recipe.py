@@ -30,7 +30,7 @@ class ClassifyRecipe(RecipeBase):
     """A classify run: data -> LoRA fine-tuning -> evaluation and gate -> ONNX int8 -> classifier Bento."""
 
     kind: Literal["classify"] = Field(
-        description="Always `classify` for this recipe (the default when absent)."
+        "classify", description="Always `classify` for this recipe (the default when absent)."
     )
     data: ClassifyData = Field(description="The labelled training data.")
     lora: LoraConfig = LoraConfig()

@@ -94,7 +94,7 @@ class RagRouting(RoutingConfig):
 class RagRecipe(RecipeBase):
     """A rag run: corpus -> chunks -> embeddings -> Milvus collection -> recall gate -> answers -> Bento."""
 
-    kind: Literal["rag"] = Field(description="Always `rag` for this recipe.")
+    kind: Literal["rag"] = Field("rag", description="Always `rag` for this recipe.")
     model: RagModel = RagModel()
     corpus: CorpusConfig = Field(description="The documents to index.")
     index: IndexConfig = IndexConfig()
