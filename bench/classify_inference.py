@@ -113,7 +113,7 @@ def main() -> int:
     from llmpath import tracking
     from llmpath.data import load_rows, resolve_path, validate_rows
     from llmpath.kinds.classify.recipe import ClassifyData
-    from llmpath.metrics import classification_metrics
+    from llmpath.metrics.classification import classification_metrics
 
     tracking.configure()
     client = mlflow.MlflowClient()

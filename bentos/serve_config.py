@@ -188,8 +188,6 @@ class RagServe(RagSettings, BaseServe):
 
 
 MODELS: dict[str, type[BaseServe]] = {"classify": ClassifierServe, "chat": ChatServe, "rag": RagServe}
-# What the rag recipe's `ask` section holds for evaluation only (AskConfig's fields beyond AskSettings).
-ASK_NOT_SERVED = frozenset({"chat_model", "closed_book_template", "sample"})
 
 
 def from_recipe_sections(kind: str, serve: dict[str, Any], extra: dict[str, Any]) -> BaseServe:
@@ -197,9 +195,6 @@ def from_recipe_sections(kind: str, serve: dict[str, Any], extra: dict[str, Any]
     dict) and `extra`: the model's SECTIONS (rag: `ask`) and what packaging adds (model tags; rag:
     `search_params`, `embed_max_length`). Raises ServeConfigError naming the key."""
     model = _model(kind)
-    extra = dict(extra)
-    if isinstance(extra.get("ask"), dict):
-        extra["ask"] = {k: v for k, v in extra["ask"].items() if k not in ASK_NOT_SERVED}
     return _validate(model, serve | extra, f"the {kind} recipe's serve config")
 
 

@@ -11,7 +11,14 @@ from llmpath.recipes import kinds
 def _flows() -> dict:
     found = {}
     for name in kinds():
-        module = importlib.import_module(f"flows.{name}")
+        try:
+            module = importlib.import_module(f"flows.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"flows.{name}":
+                raise
+            raise ImportError(
+                f"kind {name!r} has no flow: add flows/{name}.py (docs/adding-a-kind.md)"
+            ) from None
         found[name] = getattr(module, name)
     return found
 

@@ -200,7 +200,7 @@ def cmd_gc(args) -> int:
     collections and Bentos); drop them with --yes."""
     from llmpath import gc
     from llmpath.families.index import vectors
-    from llmpath.kinds.rag.recipe import IndexConfig
+    from llmpath.families.index.config import IndexConfig
 
     items, notes = gc.find(vectors.milvus_uri(IndexConfig()))
     for note in notes:

@@ -69,12 +69,12 @@ def code_files(*modules: str, root: Path = ROOT) -> list[Path]:
     A stage's code version is their digest: what a kind does not import cannot change its results."""
     seen: dict[Path, None] = {}
     todo = [(name, True) for name in modules]
-    visited: set[str] = set()
+    visited: set[tuple[str, bool]] = set()
     while todo:
         name, whole = todo.pop()
-        if name in visited:
+        if (name, whole) in visited:
             continue
-        visited.add(name)
+        visited.add((name, whole))
         for path in _module_files(name, whole, root):
             if path in seen:
                 continue
@@ -150,7 +150,7 @@ class Family:
     """An artifact family: how a model of this family is exported, checked against PyTorch, and served."""
 
     name: ClassVar[str]
-    module: ClassVar[str]  # the family's package, for its code version
+    module: ClassVar[str]  # the family's package
     bento: ClassVar[BentoSpec]
 
     def export(self, recipe, trained: TrainedModel, run_id: str) -> ExportedModel:
@@ -177,21 +177,17 @@ class Family:
         """Recipe sections that decide what goes into the Bento beyond its serve config (part of its digest)."""
         return {}
 
-    def code_version(self) -> str:
-        """The family's package and what it imports (the serving runtime its parity check runs through)."""
-        return package_digest(self.module)
-
 
 class Kind:
-    """A recipe kind. Subclasses set the class attributes and implement what their flow runs. Kinds that train
-    (`trains = True`) run the shared stages (prepare_data, finetune, evaluate_*, register, gate, export,
-    parity, package, promote); the others (rag) have a flow of their own."""
+    """A recipe kind. Subclasses set the class attributes and implement what their flow runs. A kind that trains
+    runs the shared stages (flows/recipe.py: prepare_data, finetune, evaluate_*, register, gate, export, parity,
+    package, promote) and implements the data, objective and evaluation methods below; one that does not (rag)
+    has a flow of its own over stages of its own (tasks/<kind>.py)."""
 
     name: ClassVar[str]
     module: ClassVar[str]  # the kind's package
     recipe: ClassVar[type[RecipeBase]]
     family: ClassVar[Family]
-    trains: ClassVar[bool] = True
     summary: ClassVar[str] = ""  # one line for `llmpath kinds` and the docs
     # The file under recipes/ that runs this kind in minutes (the contract test, `llmpath serve` hints).
     smoke_recipe: ClassVar[str]

@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError
 
 import llmpath.kinds
 from llmpath.config import RecipeBase, RecipeError, format_errors, read_raw_recipe
@@ -49,11 +49,20 @@ def kind_of(recipe: RecipeBase) -> Kind:
     return kind_named(recipe.kind)
 
 
+def _default_kind(value: Any) -> Any:
+    """A recipe without `kind` is a classify recipe, wherever it is validated (the pipeline's and the remote
+    stage's Prefect parameters too, not only `parse_recipe`)."""
+    if isinstance(value, dict) and "kind" not in value:
+        return {**value, "kind": DEFAULT_KIND}
+    return value
+
+
 def _union():
     classes = tuple(kind.recipe for kind in kinds().values())
     if len(classes) == 1:
         return classes[0]
-    return Annotated[Union[classes], Field(discriminator="kind")]  # noqa: UP007  (a runtime tuple)
+    union = Annotated[Union[classes], Field(discriminator="kind")]  # noqa: UP007  (a runtime tuple)
+    return Annotated[union, BeforeValidator(_default_kind)]
 
 
 # The recipe type of any kind: use it where a recipe of any kind is accepted (the pipeline, the stage flow).

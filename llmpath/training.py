@@ -14,7 +14,7 @@ from collections.abc import Callable
 from tqdm.auto import tqdm
 
 from llmpath import checkpoints, faults, tracking
-from llmpath.metrics import plot_loss
+from llmpath.metrics.plots import plot_loss
 from llmpath.results import PreparedData, TrainedModel
 from llmpath.sources import resolve_model
 from llmpath.splits import read_split

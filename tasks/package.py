@@ -61,8 +61,15 @@ def serve_settings(recipe: Recipe, packaged: dict[str, Any] | None = None) -> se
     `ask`), plus what packaging made (`packaged`: model tags; rag: the index's search settings). Raises
     ServeConfigError naming the key."""
     config = kind_of(recipe).family.bento.config
-    sections = serve_config.MODELS[config].SECTIONS
-    extra = {section: getattr(recipe, section).model_dump() for section in sections}
+    model = serve_config.MODELS[config]
+    # A section the Bento reads may hold more in the recipe (rag's ask: what evaluation reads): the Bento's
+    # schema for it decides what goes in.
+    extra = {
+        section: getattr(recipe, section).model_dump(
+            include=set(model.model_fields[section].annotation.model_fields)
+        )
+        for section in model.SECTIONS
+    }
     return serve_config.from_recipe_sections(config, recipe.serve.model_dump(), extra | (packaged or {}))
 
 

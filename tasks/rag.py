@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from llmpath import tracking
 from llmpath.families.index import build, embed
-from llmpath.families.index.embed import EmbedderParityError
-from llmpath.families.index.package import import_index
 from llmpath.kinds.rag import KIND
 from llmpath.locks import registry_lock
 from llmpath.promotion import decide_floor
@@ -22,9 +20,6 @@ from llmpath.results import Embeddings, Evaluation, GateDecision, IndexBuild, Pr
 from tasks.publish import publish_markdown
 from tasks.registry import _client, champion_of, kept_as_champion, record_decision, register_version
 from tasks.stages import kind_version, stage
-
-# tasks.package packages the rag Bento with import_index.
-__all__ = ["EmbedderParityError", "import_index"]
 
 
 def prepare(recipe: Recipe, run_id: str) -> PreparedCorpus:

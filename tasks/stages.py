@@ -68,17 +68,16 @@ def stage(
     key: KeyFn | None = None,
     hardware: Hardware = "cpu",
     retries: int = 2,
-    code: tuple[str, ...] = (),
     version: Callable[..., str] | None = None,
 ) -> Task:
     """Declare `fn` as the stage `name`. With `key`, its results are cached across runs by content;
     `key(**call_arguments)` returns the dict that decides the result (never a run id). The code version is
-    the stage module's source, plus `version(**call_arguments)` (the recipe's kind: its package and what it
-    imports) and the modules `code` names."""
-    modules = (fn.__module__, *code)
+    the stage module's import closure plus `version(**call_arguments)` (the recipe's kind: its package and
+    what it imports)."""
+    module = fn.__module__
 
     def cache_key(_ctx, parameters: dict[str, Any]) -> str:
-        code = code_version(*modules) + (version(**parameters) if version else "")
+        code = code_version(module) + (version(**parameters) if version else "")
         return content_key(name, key(**parameters), code)
 
     wrapped = task(

@@ -90,7 +90,7 @@ def test_a_bento_reads_back_what_its_recipe_said(kind, home):
     recipe_file, overrides, constants = CASES[kind]
     recipe = load_recipe(ROOT / "recipes" / recipe_file, [f"{k}={v}" for k, v in overrides.items()])
     name = recipe.serve.bento_name
-    if kind == "rag":  # what tasks.rag.import_index returns, less its packages
+    if kind == "rag":  # what llmpath.families.index.package.import_index returns, less its packages
         models = [stand_in_model(f"{name}-index"), stand_in_model(f"{name}-chat")]
         packaged = {
             "index_model_tag": models[0],

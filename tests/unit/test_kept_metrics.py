@@ -2,7 +2,8 @@
 
 import pytest
 
-from llmpath.metrics import exact_match, normalize_answer, rouge_l, rouge_tokens, token_f1
+from llmpath.metrics.answers import exact_match, normalize_answer, token_f1
+from llmpath.metrics.generation import rouge_l, rouge_tokens
 
 pytestmark = pytest.mark.unit
 

@@ -35,6 +35,9 @@ def touch(path: Path) -> None:
         ("llmpath/families/causal_lm/export.py", {"chat"}),  # chat's family (a dpo kind would share it)
         ("llmpath/families/classifier/export.py", {"classify"}),
         ("bentos/classifier/runtime.py", {"classify"}),  # the runtime parity runs through
+        ("llmpath/metrics/generation.py", {"chat"}),  # ROUGE-L
+        ("llmpath/metrics/classification.py", {"classify"}),
+        ("llmpath/metrics/answers.py", {"rag"}),  # SQuAD EM/F1
         ("llmpath/config.py", {"classify", "chat", "rag"}),  # the core every recipe uses
     ],
 )

@@ -1,6 +1,6 @@
 import pytest
 
-from llmpath.metrics import agreement, classification_metrics, confusion_matrix
+from llmpath.metrics.classification import agreement, classification_metrics, confusion_matrix
 
 pytestmark = pytest.mark.unit
 
@@ -30,7 +30,7 @@ def test_agreement():
 
 
 def test_rouge_l_known_values():
-    from llmpath.metrics import rouge_l, rouge_tokens
+    from llmpath.metrics.generation import rouge_l, rouge_tokens
 
     # LCS "the cat on the mat": P = 5/5, R = 5/6 -> F1 = 10/11
     assert rouge_l("The cat on the mat.", "the cat sat on the mat") == pytest.approx(10 / 11)
@@ -44,7 +44,7 @@ def test_rouge_l_known_values():
 def test_perplexity_and_token_agreement():
     import math
 
-    from llmpath.metrics import perplexity, token_agreement
+    from llmpath.metrics.generation import perplexity, token_agreement
 
     assert perplexity(math.log(20.0)) == pytest.approx(20.0)
     assert perplexity(1e6) == pytest.approx(math.exp(50))

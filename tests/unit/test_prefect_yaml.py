@@ -70,3 +70,22 @@ def test_flow_parameters_render_as_validated_forms():
     assert items["discriminator"]["propertyName"] == "kind"
     assert set(items["discriminator"]["mapping"]) == set(kinds())
     assert parameter_schema(promote).model_dump_for_openapi()["required"] == ["model", "version", "reason"]
+
+
+def test_a_recipe_without_kind_is_classify_in_every_flows_parameters():
+    """Prefect validates a deployment's parameters against the flow's types (a run from the UI or the API):
+    a recipe that omits `kind` is a classify recipe there too, as it is for `llmpath run`."""
+    from flows.classify import classify
+    from flows.pipeline import pipeline
+    from flows.stage import run_stage
+
+    raw = {
+        "name": "t",
+        "registered_model": "m",
+        "model": {"base": "packaged:all-minilm-l6-v2"},
+        "data": {"train": "a.tsv", "labels": ["neg", "pos"]},
+    }
+    assert classify.validate_parameters({"recipe": raw})["recipe"].kind == "classify"
+    assert pipeline.validate_parameters({"recipes": [raw]})["recipes"][0].kind == "classify"
+    stage = run_stage.validate_parameters({"stage": "finetune", "recipe": raw, "inputs": {}})
+    assert type(stage["recipe"]).__name__ == "ClassifyRecipe"

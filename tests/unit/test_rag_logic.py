@@ -18,7 +18,7 @@ from llmpath.families.index.vectors import (
     search_params,
 )
 from llmpath.kinds.rag.chunking import Windows, chunk_id
-from llmpath.metrics import exact_match, normalize_answer, token_f1
+from llmpath.metrics.answers import exact_match, normalize_answer, token_f1
 from llmpath.promotion import decide_floor
 from llmpath.recipes import parse_recipe
 

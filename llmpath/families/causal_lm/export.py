@@ -99,7 +99,7 @@ def choose_chat_form(scores: dict[str, dict[str, float]], floor: float, prefer: 
 def parity_causal(recipe, exported: ExportedModel, candidate: Evaluation, run_id: str) -> ParityResult:
     import mlflow
 
-    from llmpath.metrics import plot_forms
+    from llmpath.metrics.generation import plot_forms
 
     answers = json.loads(tracking.download(candidate.predictions_uri).read_text())
     probes = answers[: recipe.export.probe_prompts]

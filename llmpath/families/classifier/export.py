@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bentos.classifier.runtime import OnnxTextClassifier
 from llmpath import tracking
-from llmpath.metrics import agreement, classification_metrics
+from llmpath.metrics.classification import agreement, classification_metrics
 from llmpath.results import Evaluation, ExportedModel, ParityError, ParityResult, PreparedData, TrainedModel
 from llmpath.splits import read_split
 

@@ -48,9 +48,16 @@ def _registry_chat_model(source: str) -> tuple[Path, str]:
             f"ask.chat_model {source}: {name} has no champion; run its chat recipe first"
         ) from None
     tags = version.tags
-    if "deployable.uri" not in tags or tags.get("kind") == "rag":
+    if "deployable.uri" not in tags:
         raise LookupError(f"ask.chat_model {source}: v{version.version} has no deployable chat form")
-    return tracking.download(tags["deployable.uri"]), f"{name} v{version.version} ({tags['deployable.form']})"
+    folder = tracking.download(tags["deployable.uri"])
+    config = folder / "config.json"
+    architectures = json.loads(config.read_text()).get("architectures") or [] if config.is_file() else []
+    if not any(
+        str(a).endswith("ForCausalLM") for a in architectures
+    ):  # an index, a classifier: not a chat model
+        raise LookupError(f"ask.chat_model {source}: v{version.version} is not a causal LM (no chat form)")
+    return folder, f"{name} v{version.version} ({tags['deployable.form']})"
 
 
 def import_index(recipe, labels: dict[str, str], tags: dict[str, str]) -> dict:
@@ -80,7 +87,6 @@ def import_index(recipe, labels: dict[str, str], tags: dict[str, str]) -> dict:
     return {
         "index_model_tag": str(model.tag),
         "chat_model_tag": str(chat.tag),
-        "ask": recipe.ask.model_dump(),
         "search_params": manifest["search_params"],
         "embed_max_length": manifest["max_length"],
         # A PyTorch embedder needs torch where the Bento is containerized; the ONNX one does not.

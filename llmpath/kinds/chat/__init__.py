@@ -10,12 +10,6 @@ from llmpath.protocol import CheckedData, Kind
 from llmpath.results import Evaluation, PreparedData
 
 
-def _validate_rows(rows: list, cfg, label: str):
-    from llmpath.chat import ChatColumns, validate_conversations
-
-    return validate_conversations(rows, ChatColumns(format=cfg.chat_format, **cfg.columns), label)
-
-
 class Chat(Kind):
     name = "chat"
     module = __name__
@@ -28,9 +22,10 @@ class Chat(Kind):
 
     def check_inputs(self, recipe) -> None:
         from llmpath.data import check_split, check_split_sizes
+        from llmpath.kinds.chat.data import validate_rows
 
         names = filter(None, (recipe.data.train, recipe.data.validation))
-        check_split_sizes([check_split(recipe.data, name, _validate_rows) for name in names])
+        check_split_sizes([check_split(recipe.data, name, validate_rows) for name in names])
 
     def check_data(self, recipe) -> CheckedData:
         from llmpath.kinds.chat.data import check_data

@@ -14,13 +14,14 @@ def columns(cfg) -> ChatColumns:
     return ChatColumns(format=cfg.chat_format, **cfg.columns)
 
 
+def validate_rows(rows: list[dict], cfg, label: str) -> ChatReport:
+    """A file's rows as conversations, each bad row named by row and field."""
+    return validate_conversations(rows, columns(cfg), label)
+
+
 def split_conversations(cfg) -> tuple[dict[str, list], list[ChatReport]]:
     """Validated, deterministic train/validation conversations (a validation file, or a seeded split)."""
-
-    def validate(rows: list[dict], cfg, label: str) -> ChatReport:
-        return validate_conversations(rows, columns(cfg), label)
-
-    return load_splits(cfg, validate, key=_key)
+    return load_splits(cfg, validate_rows, key=_key)
 
 
 def _key(messages: list[dict[str, str]]) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from llmpath import tracking
 from llmpath.causal import assistant_loss, greedy, load_causal
 from llmpath.chat import prompt_ids
-from llmpath.metrics import perplexity, rouge_l
+from llmpath.metrics.generation import perplexity, rouge_l
 from llmpath.results import Evaluation, PreparedData
 from llmpath.splits import read_split
 

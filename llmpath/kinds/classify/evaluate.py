@@ -7,7 +7,7 @@ from pathlib import Path
 
 from llmpath import tracking
 from llmpath.classifier import argmax, load_for_classification, predict
-from llmpath.metrics import classification_metrics, confusion_matrix, plot_confusion
+from llmpath.metrics.classification import classification_metrics, confusion_matrix, plot_confusion
 from llmpath.results import Evaluation, PreparedData
 from llmpath.splits import read_split
 

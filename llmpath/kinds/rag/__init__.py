@@ -19,7 +19,6 @@ class Rag(Kind):
     module = __name__
     recipe = RagRecipe
     family = FAMILY
-    trains = False
     summary = (
         "retrieval over a corpus (SQuAD, Markdown, JSONL) in Milvus: recall@5 gate, /search and /ask Bento"
     )

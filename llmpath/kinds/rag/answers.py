@@ -12,7 +12,7 @@ from llmpath import tracking
 from llmpath.families.index import vectors
 from llmpath.families.index.artifacts import load_vectors, read_table
 from llmpath.families.index.package import chat_model_folder
-from llmpath.metrics import exact_match, token_f1
+from llmpath.metrics.answers import exact_match, token_f1
 from llmpath.results import Embeddings, IndexBuild, PreparedCorpus
 
 COLUMNS = ("question", "passages", "answer", "closed_book", "reference", "em", "f1", "closed_em", "closed_f1")
