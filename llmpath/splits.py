@@ -136,6 +136,23 @@ def write_prepared(
     )
 
 
+def write_checked(
+    run_id: str, checked, columns: list[str] | None = None, metrics: dict[str, float] | None = None
+) -> tuple[PreparedData, str]:
+    """`write_prepared` of a kind's `CheckedData`; returns the reference and the report's Markdown."""
+    prepared = write_prepared(
+        run_id,
+        checked.splits,
+        checked.reports,
+        checked.report,
+        checked.markdown,
+        checked.base.revision,
+        columns=columns,
+        metrics=metrics,
+    )
+    return prepared, checked.markdown
+
+
 def read_split(data: PreparedData, name: str) -> list[dict]:
     import pandas as pd
 

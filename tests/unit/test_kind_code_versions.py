@@ -72,13 +72,30 @@ def test_the_closure_follows_imports_not_folders():
     assert "llmpath/cli.py" not in classify | chat  # `from llmpath import x` is x, not the whole package
 
 
-def test_stage_keys_use_the_kind_version(tmp_path):
+def test_stage_keys_use_the_kind_version(monkeypatch):
     """The real finetune cache key of a classify recipe changes with classify's code version only."""
-    from llmpath.recipes import kind_named
-    from tasks.stages import kind_version
+    from llmpath.kinds.chat import Chat
+    from llmpath.kinds.classify import Classify
+    from llmpath.recipes import parse_recipe
+    from llmpath.results import PreparedData
+    from tasks.stages import stage_key
+    from tasks.train import finetune
 
-    class Recipe:
-        kind = "classify"
+    recipe = parse_recipe(
+        {
+            "name": "t",
+            "registered_model": "t",
+            "model": {"base": "packaged:all-minilm-l6-v2"},
+            "data": {"train": "t.tsv", "labels": ["neg", "pos"]},
+        }
+    )
+    data = PreparedData(run_id="r", uri="runs:/r/data", fingerprint="f", rows={"train": 1}, base_revision="b")
 
-    assert kind_version(Recipe()) == kind_named("classify").code_version()
-    assert kind_named("classify").code_version() != kind_named("chat").code_version()
+    def key() -> str:
+        return stage_key(finetune, recipe=recipe, data=data)
+
+    before = key()
+    monkeypatch.setattr(Chat, "code_version", lambda self: "chat-edited")
+    assert key() == before  # another kind edited: classify's cached weights stand
+    monkeypatch.setattr(Classify, "code_version", lambda self: "classify-edited")
+    assert key() != before  # its own kind edited: it trains again

@@ -96,20 +96,11 @@ def report_markdown(report: dict, max_length: int, overflow: str) -> str:
 
 def prepare(recipe, run_id: str):
     """Write the rendered splits and the report to the run; the length rule's counts become metrics."""
-    from llmpath.splits import write_prepared
+    from llmpath.splits import write_checked
 
     checked = check_data(recipe)
     splits = checked.report["splits"]
     metrics = {f"data.{n}_truncated": s["truncated"] for n, s in splits.items()} | {
         f"data.{n}_dropped_too_long": s["dropped_too_long"] for n, s in splits.items()
     }
-    prepared = write_prepared(
-        run_id,
-        checked.splits,
-        checked.reports,
-        checked.report,
-        checked.markdown,
-        checked.base.revision,
-        metrics=metrics,
-    )
-    return prepared, checked.markdown
+    return write_checked(run_id, checked, metrics=metrics)

@@ -30,19 +30,9 @@ class Classify(Kind):
         return check_data(recipe)
 
     def prepare(self, recipe, run_id: str) -> tuple[PreparedData, str]:
-        from llmpath.splits import write_prepared
+        from llmpath.splits import write_checked
 
-        checked = self.check_data(recipe)
-        prepared = write_prepared(
-            run_id,
-            checked.splits,
-            checked.reports,
-            checked.report,
-            checked.markdown,
-            checked.base.revision,
-            columns=["text", "label"],
-        )
-        return prepared, checked.markdown
+        return write_checked(run_id, self.check_data(recipe), columns=["text", "label"])
 
     def data_key(self, recipe) -> dict:
         return {"labels": recipe.data.labels}
