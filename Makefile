@@ -7,7 +7,7 @@ RECIPE  ?= recipes/classify-sst2-smoke.yaml
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e lint serve serve-chat serve-rag mlflow-ui bench bench-chat bench-train bench-orchestration bench-retrieval bench-serving up down status clean
+.PHONY: install chromium run test test-unit test-integration test-e2e lint deployments serve serve-chat serve-rag mlflow-ui bench bench-chat bench-train bench-orchestration bench-retrieval bench-serving up down status clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,18 @@ install: $(STAMP)
 run: $(STAMP)  ## run the default pipeline (RECIPE=... to choose another)
 	$(BIN)/llmpath run $(RECIPE)
 
-test: $(STAMP)  ## every tier: unit, integration, e2e
+test: $(STAMP) chromium  ## every tier: unit, integration, e2e, reliability, browser
 	$(BIN)/pytest
+
+# The browser tier drives Debian's chromium through Playwright (Playwright's own browser download cannot reach its
+# host from these machines). Installed here when missing and this runs as root; otherwise it says what to run.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser tests (apt-get)"; \
+	    apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	      || echo "could not install chromium: the browser tests will fail; run: apt-get install chromium"; \
+	  else echo "the browser tests need Chromium: run 'sudo apt-get install chromium' (Debian/Ubuntu), then make test"; fi; }
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -m unit
@@ -38,6 +48,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports  # the layers and contracts in pyproject.toml [tool.importlinter]
+
+deployments: $(STAMP)  ## write prefect.yaml's recipe deployments from recipes/ (one per recipe file)
+	$(BIN)/python -m llmpath.stack.deployments
 
 serve: $(STAMP)  ## serve the classifier champion's Bento on 127.0.0.1:3000
 	$(BIN)/llmpath serve classifier
