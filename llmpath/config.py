@@ -94,7 +94,8 @@ class EvalConfig(Section):
     batch_size: int = Field(64, gt=0, description="Rows per forward pass in evaluation.")
 
 
-# The serve section's base: the schema the Bentos read too (bentos/serve_config.py, the serving runtime).
+# The serve section's base: the schema the Bentos read too (bentos/serve_config.py, the serving runtime;
+# each Bento's own settings extend it in bentos/<bento>/<bento>_config.py).
 ServeConfig = ServeSettings
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from bentos.serve_config import BaseServe
 from llmpath.config import RecipeBase
 from llmpath.results import Evaluation, ExportedModel, ParityResult, PreparedData, TrainedModel
 
@@ -130,12 +131,14 @@ class Objective(Protocol):
 @dataclass(frozen=True)
 class BentoSpec:
     """A family's Bento: its folder under bentos/, the files copied from it (name in the Bento -> file under
-    bentos/), the service class and the packages the Bento needs beyond the shared ones."""
+    bentos/), the service class, its serve config's class and the packages it needs beyond the shared ones."""
 
     folder: str
     files: tuple[str, ...]
     service_class: str
-    config: str  # the Bento's serve-config model in bentos/serve_config.py (MODELS): classify, chat, rag
+    # The Bento's Serve class, defined beside its service (bentos/chat/chat_config.py: ChatServe): packaging
+    # validates the recipe's sections with it and copies its module's file into the Bento.
+    config: type[BaseServe]
     routes: str = ""  # what `llmpath serve` prints, e.g. "POST /classify"
     borrowed: dict[str, str] = field(default_factory=dict)  # name in the Bento -> path under bentos/
     packages: tuple[str, ...] = ()

@@ -4,6 +4,7 @@ store and an offline `bentoml build`. It runs before `champion` moves, so a cham
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import shutil
 import sys
@@ -20,7 +21,7 @@ from tasks.stages import stage
 
 BENTOS = Path(__file__).resolve().parent.parent / "bentos"
 # Every Bento sits behind the same request guard (body limits, JSON only, queueing, OpenAI-shaped errors) and
-# reads its bento_config.json through the same schema.
+# reads its bento_config.json through the same base schema (its own settings module extends it).
 SHARED = {"guard.py": BENTOS / "guard.py", "serve_config.py": BENTOS / "serve_config.py"}
 # What the Bento needs at serve time; installed only when containerizing (we build offline, unlocked).
 BENTO_PACKAGES = ["onnxruntime>=1.32,<1.33", "transformers>=4.57,<4.58", "numpy", "pydantic>=2.7"]
@@ -60,8 +61,7 @@ def serve_settings(recipe: Recipe, packaged: dict[str, Any] | None = None) -> se
     """The Bento's typed serve config: the recipe's serve section and the other sections its Bento reads (rag:
     `ask`), plus what packaging made (`packaged`: model tags; rag: the index's search settings). Raises
     ServeConfigError naming the key."""
-    config = kind_of(recipe).family.bento.config
-    model = serve_config.MODELS[config]
+    model = kind_of(recipe).family.bento.config
     # A section the Bento reads may hold more in the recipe (rag's ask: what evaluation reads): the Bento's
     # schema for it decides what goes in.
     extra = {
@@ -70,14 +70,16 @@ def serve_settings(recipe: Recipe, packaged: dict[str, Any] | None = None) -> se
         )
         for section in model.SECTIONS
     }
-    return serve_config.from_recipe_sections(config, recipe.serve.model_dump(), extra | (packaged or {}))
+    return serve_config.from_recipe_sections(model, recipe.serve.model_dump(), extra | (packaged or {}))
 
 
 def service_files(bento: BentoSpec) -> dict[str, Path]:
-    """Name in the Bento -> source file: the family's service folder, the files it borrows, the shared ones."""
+    """Name in the Bento -> source file: the family's service folder, the files it borrows, its serve config's
+    module (bentos/chat/chat_config.py) and the shared ones."""
     folder = BENTOS / bento.folder
     borrowed = {name: BENTOS / source for name, source in bento.borrowed.items()}
-    return {name: folder / name for name in bento.files} | borrowed | SHARED
+    config = Path(inspect.getfile(bento.config))
+    return {name: folder / name for name in bento.files} | borrowed | {config.name: config} | SHARED
 
 
 def existing_bento(bento_name: str, labels: dict[str, str]) -> str | None:

@@ -2,7 +2,7 @@
 is accepted only at its no-op value, and errors in OpenAI's shape (`{"error": {message, type, param, code}}`).
 
 Pure pydantic and FastAPI: no model, no BentoML. The limits come from the Bento's typed serve config
-(bento_config.json beside this file, read through serve_config.py: one schema, one set of defaults)."""
+(bento_config.json beside this file, read as chat_config.py's ChatServe: one schema, one set of defaults)."""
 
 from __future__ import annotations
 
@@ -27,11 +27,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 try:
     import serve_config  # in the Bento: copied beside this file at packaging
+    from chat_config import ChatServe
 except ImportError:  # in the repo
     from bentos import serve_config
+    from bentos.chat.chat_config import ChatServe
 
 HERE = Path(__file__).resolve().parent
-CONFIG = serve_config.read(HERE, "chat")
+CONFIG = serve_config.read(HERE, ChatServe)
 MODEL_ID = "llmpath-chat"
 MAX_INPUT_TOKENS = CONFIG.max_input_tokens
 MAX_NEW_TOKENS = CONFIG.max_new_tokens

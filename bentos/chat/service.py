@@ -1,8 +1,8 @@
 """Chat service: an ONNX causal LM behind `POST /generate` and OpenAI's Chat Completions API under `/v1`
 (`POST /v1/chat/completions` as JSON or server-sent events, `GET /v1/models`, `GET /v1/models/{id}`).
 
-The model comes from the BentoML store (`model_tag` in bento_config.json, read through serve_config.py, or
-`LLMPATH_CHAT_MODEL`): an optimum ONNX export with KV cache plus its tokenizer, whose chat template renders
+The model comes from the BentoML store (`model_tag` in bento_config.json, read as chat_config.py's ChatServe,
+or `LLMPATH_CHAT_MODEL`): an optimum ONNX export with KV cache plus its tokenizer, whose chat template renders
 every conversation. Message text is tokenized as plain text (`encode_chat`), so a user cannot write the
 template's control tokens.
 
@@ -45,13 +45,14 @@ from runtime import OnnxCausalLM, encode_chat, sse_events, stream_text  # noqa: 
 
 try:
     import guard  # in the Bento: copied beside this file at packaging
-    import serve_config
+    from chat_config import ChatServe
 except ImportError:  # in the repo
-    from bentos import guard, serve_config
+    from bentos import guard
+    from bentos.chat.chat_config import ChatServe
 
 # Written by the `package` stage into the Bento (defaults from source); LLMPATH_CHAT_MODEL overrides the model.
 # (openai_api.py read the same file through the same schema to build its request types.)
-CONFIG: serve_config.ChatServe = openai_api.CONFIG
+CONFIG: ChatServe = openai_api.CONFIG
 MAX_CHARS, MAX_INPUT_TOKENS = CONFIG.max_chars, CONFIG.max_input_tokens
 app = install_errors(FastAPI(title="llmpath chat (OpenAI-compatible)"))
 

@@ -20,11 +20,13 @@ from runtime import OnnxTextClassifier  # noqa: E402  (beside this file, in the 
 try:
     import guard  # in the Bento: copied beside this file
     import serve_config
+    from classifier_config import ClassifierServe
 except ImportError:  # in the repo
     from bentos import guard, serve_config
+    from bentos.classifier.classifier_config import ClassifierServe
 
 # Written by the `package` stage into the Bento (defaults from source); LLMPATH_CLASSIFIER_MODEL overrides the model.
-CONFIG = serve_config.read(HERE, "classify")
+CONFIG = serve_config.read(HERE, ClassifierServe)
 MAX_TEXTS, MAX_CHARS, MAX_BATCH_SIZE = CONFIG.max_texts, CONFIG.max_chars, CONFIG.max_batch_size
 BATCHING = os.environ.get("LLMPATH_BATCHING", "1") != "0"
 

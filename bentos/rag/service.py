@@ -48,12 +48,14 @@ except ImportError:  # in the repo
 try:
     import guard  # in the Bento: copied beside this file
     import serve_config
+    from rag_config import RagServe
 except ImportError:  # in the repo
     from bentos import guard, serve_config
+    from bentos.rag.rag_config import RagServe
 
 # Written by the `package` stage into the Bento (defaults from source); LLMPATH_RAG_INDEX and LLMPATH_RAG_CHAT
 # override the models.
-CONFIG = serve_config.read(HERE, "rag")
+CONFIG = serve_config.read(HERE, RagServe)
 ASK = CONFIG.ask
 MAX_CHARS, MAX_INPUT_TOKENS, MAX_NEW_TOKENS = CONFIG.max_chars, CONFIG.max_input_tokens, CONFIG.max_new_tokens
 MAX_K = 50

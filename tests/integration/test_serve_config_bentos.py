@@ -5,6 +5,7 @@ the packaged service, imported from the Bento's folder in a fresh interpreter, r
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -64,7 +65,7 @@ value = lambda path: eval(path, vars(service))
 svc = getattr(service, sys.argv[1])
 print(json.dumps({
     "config": service.CONFIG.model_dump(mode="json"),
-    "source": service.serve_config.__file__,
+    "schemas": [sys.modules[type(service.CONFIG).__module__].__file__, sys.modules["serve_config"].__file__],
     "name": svc.name,
     "http": svc.config.get("http"),
     "constants": {n: value(n) for n in names},
@@ -122,7 +123,10 @@ def test_a_bento_reads_back_what_its_recipe_said(kind, home):
     )
     assert probe.returncode == 0, probe.stderr[-3000:]
     seen = json.loads(probe.stdout.strip().splitlines()[-1])
-    assert Path(seen["source"]).parent == src  # the Bento's own copy of the schema, not the repository's
+    # The Bento's own copies of its settings module and of the shared base, not the repository's.
+    own, base = (Path(f) for f in seen["schemas"])
+    assert (own.parent, own.name) == (src, Path(inspect.getfile(spec.config)).name)
+    assert (base.parent, base.name) == (src, "serve_config.py")
 
     # Exactly what the recipe said, field by field, in the Bento's service.
     assert seen["config"] == config.model_dump(mode="json")

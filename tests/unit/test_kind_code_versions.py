@@ -39,6 +39,11 @@ def touch(path: Path) -> None:
         ("llmpath/metrics/classification.py", {"classify"}),
         ("llmpath/metrics/answers.py", {"rag"}),  # SQuAD EM/F1
         ("llmpath/config.py", {"classify", "chat", "rag"}),  # the core every recipe uses
+        # Each Bento's settings (its recipe's serve section, the service's config) are its kinds' only:
+        ("bentos/rag/rag_config.py", {"rag"}),  # /ask defaults
+        ("bentos/classifier/classifier_config.py", {"classify"}),
+        ("bentos/chat/chat_config.py", {"chat"}),  # rag answers with the chat runtime, not the chat Bento
+        ("bentos/serve_config.py", {"classify", "chat", "rag"}),  # the base every Bento's settings extend
     ],
 )
 def test_editing_a_kind_changes_its_version_only(tree, edited, changed):
@@ -70,6 +75,19 @@ def test_the_closure_follows_imports_not_folders():
     assert "llmpath/causal.py" in chat and "llmpath/causal.py" not in classify
     assert not any(p.startswith(("llmpath/kinds/chat", "tasks/", "flows/")) for p in classify)
     assert "llmpath/cli.py" not in classify | chat  # `from llmpath import x` is x, not the whole package
+
+
+def test_a_bentos_settings_are_in_its_kinds_closure_only():
+    """The closure follows a Bento settings module's `try: import serve_config / except ImportError: from
+    bentos import serve_config` (the base is in every kind's), and each settings module is its kinds' only."""
+    closure = {k: {str(p.relative_to(ROOT)) for p in code_files(m)} for k, m in KINDS.items()}
+    assert all("bentos/serve_config.py" in files for files in closure.values())
+    assert "bentos/classifier/classifier_config.py" in closure["classify"]
+    assert "bentos/chat/chat_config.py" in closure["chat"]
+    assert "bentos/rag/rag_config.py" in closure["rag"]
+    assert not {"bentos/chat/chat_config.py", "bentos/rag/rag_config.py"} & closure["classify"]
+    assert not {"bentos/classifier/classifier_config.py", "bentos/rag/rag_config.py"} & closure["chat"]
+    assert "bentos/classifier/classifier_config.py" not in closure["rag"]
 
 
 def test_stage_keys_use_the_kind_version(monkeypatch):

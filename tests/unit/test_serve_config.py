@@ -1,13 +1,20 @@
-"""The serve config schema (bentos/serve_config.py): its defaults are what a recipe of each kind gets when it
-does not set the key, a recipe's values arrive unchanged, and a bad file is refused naming the file and field."""
+"""The serve config schema (bentos/serve_config.py's base, each Bento's own *_config.py): its defaults are what a
+recipe of each kind gets when it does not set the key, a recipe's values arrive unchanged, and a bad file is
+refused naming the file and field."""
 
 from __future__ import annotations
 
+import inspect
 import json
+from pathlib import Path
 
 import pytest
 
 from bentos import serve_config
+from bentos.chat.chat_config import ChatServe
+from bentos.classifier.classifier_config import ClassifierServe
+from bentos.rag.rag_config import AskSettings, RagServe
+from tests.conftest import ROOT
 
 try:  # the recipe classes of each kind, where the kind registry exists
     from llmpath.recipes import parse_recipe
@@ -37,6 +44,8 @@ MINIMAL = {
         "corpus": {"sources": [{"path": "squad.json"}]},
     },
 }
+# Each kind's Bento config (its family's BentoSpec.config).
+MODELS = {"classify": ClassifierServe, "chat": ChatServe, "rag": RagServe}
 # What packaging fills in from the store and the index, not from the recipe.
 PACKAGED = {
     "classify": {"model_tag": "c-onnx:v1"},
@@ -49,7 +58,7 @@ def config_of(raw: dict, packaged: dict | None = None) -> serve_config.BaseServe
     """What tasks/package.py builds from a recipe: its serve section and the sections its Bento reads (rag:
     ask), with what the index's manifest carries (rag: the embedder's max_length)."""
     recipe = parse_recipe(raw)
-    model = serve_config.MODELS[recipe.kind]
+    model = MODELS[recipe.kind]
     extra = {
         section: getattr(recipe, section).model_dump(
             include=set(model.model_fields[section].annotation.model_fields)
@@ -58,14 +67,14 @@ def config_of(raw: dict, packaged: dict | None = None) -> serve_config.BaseServe
     }
     if "embed_max_length" in model.PACKAGED:
         extra["embed_max_length"] = recipe.model.max_length
-    return serve_config.from_recipe_sections(recipe.kind, recipe.serve.model_dump(), extra | (packaged or {}))
+    return serve_config.from_recipe_sections(model, recipe.serve.model_dump(), extra | (packaged or {}))
 
 
 @pytest.mark.parametrize("kind", list(MINIMAL))
 def test_the_defaults_are_what_a_recipe_of_the_kind_gets(kind):
     """The drift test: every field a recipe does not set has the schema's default (the value the service uses
     when serving from source), except what packaging fills in."""
-    model = serve_config.MODELS[kind]
+    model = MODELS[kind]
     built, default = config_of(MINIMAL[kind]), model()
     own = set(model.model_fields) - set(model.TAG_ENV) - {"search_params"}  # the index's: set at packaging
     differ = {
@@ -79,11 +88,11 @@ def test_the_recipe_section_is_the_bentos_schema(kind):
     """One schema: a recipe's serve section is an instance of the settings class its Bento's config extends,
     so every key a recipe may set is a key the service reads, with the same default."""
     serve = parse_recipe(MINIMAL[kind]).serve
-    model = serve_config.MODELS[kind]
+    model = MODELS[kind]
     assert issubclass(model, type(serve)) and type(serve) is not serve_config.ServeSettings
     assert set(type(serve).model_fields) <= set(model.model_fields)
     if "ask" in model.SECTIONS:
-        assert issubclass(type(parse_recipe(MINIMAL[kind]).ask), serve_config.AskSettings)
+        assert issubclass(type(parse_recipe(MINIMAL[kind]).ask), AskSettings)
 
 
 NON_DEFAULT = {
@@ -105,39 +114,61 @@ def test_what_the_recipe_says_arrives_and_round_trips(kind, tmp_path):
     for key, value in sections["serve"].items():
         assert getattr(config, key) == value
     for key, value in sections.get("ask", {}).items():
-        if key in serve_config.AskSettings.model_fields:
+        if key in AskSettings.model_fields:
             assert getattr(config.ask, key) == value
     for key, value in PACKAGED[kind].items():
         assert getattr(config, key) == value
     serve_config.write(tmp_path, config)
-    assert serve_config.read(tmp_path, kind) == config
+    assert serve_config.read(tmp_path, MODELS[kind]) == config
     assert json.loads((tmp_path / serve_config.FILE).read_text())["kind"] == kind
 
 
 def test_a_key_no_bento_reads_is_refused_at_packaging():
-    with pytest.raises(serve_config.ServeConfigError, match=r"max_textz: unknown field"):
-        serve_config.from_recipe_sections("classify", {"max_textz": 3}, {})
-    with pytest.raises(serve_config.ServeConfigError, match=r"ask\.top_k: unknown field"):
-        serve_config.from_recipe_sections("rag", {}, {"ask": {"top_k": 3}})
-    with pytest.raises(serve_config.ServeConfigError, match=r"no Bento serves kind 'dpo'"):
-        serve_config.from_recipe_sections("dpo", {}, {})
+    """The message names the Bento's own settings file, where the keys it reads are."""
+    with pytest.raises(
+        serve_config.ServeConfigError,
+        match=r"max_textz: unknown field \(not in bentos/classifier/classifier_config\.py\)",
+    ):
+        serve_config.from_recipe_sections(ClassifierServe, {"max_textz": 3}, {})
+    with pytest.raises(
+        serve_config.ServeConfigError, match=r"ask\.top_k: unknown field \(not in bentos/rag/rag_config\.py\)"
+    ):
+        serve_config.from_recipe_sections(RagServe, {}, {"ask": {"top_k": 3}})
     # Another Bento's setting is not this one's: a chat recipe cannot even say it (its section is ChatSettings).
-    with pytest.raises(serve_config.ServeConfigError, match=r"max_texts: unknown field"):
-        serve_config.from_recipe_sections("chat", {"max_texts": 3}, {})
+    with pytest.raises(
+        serve_config.ServeConfigError,
+        match=r"max_texts: unknown field \(not in bentos/chat/chat_config\.py\)",
+    ):
+        serve_config.from_recipe_sections(ChatServe, {"max_texts": 3}, {})
+
+
+@pytest.mark.parametrize("kind", list(MINIMAL))
+def test_each_bento_config_lives_beside_its_service(kind):
+    """serve_config.py is in every kind's code version, so it holds no one Bento's settings: each Bento's
+    Serve class (its family's BentoSpec.config) is in a module beside that Bento's service."""
+    from llmpath.recipes import kind_named
+
+    bento = kind_named(kind).family.bento
+    assert bento.config is MODELS[kind]
+    assert Path(inspect.getfile(bento.config)).parent == ROOT / "bentos" / bento.folder
+    assert not any(
+        isinstance(v, type) and issubclass(v, serve_config.BaseServe) and v is not serve_config.BaseServe
+        for v in vars(serve_config).values()
+    )
 
 
 def test_no_file_gives_the_defaults_and_the_environment_names_the_model(tmp_path, monkeypatch):
     for var in ("LLMPATH_CLASSIFIER_MODEL", "LLMPATH_CHAT_MODEL", "LLMPATH_RAG_INDEX", "LLMPATH_RAG_CHAT"):
         monkeypatch.delenv(var, raising=False)
-    assert serve_config.read(tmp_path, "classify") == serve_config.ClassifierServe()
+    assert serve_config.read(tmp_path, ClassifierServe) == ClassifierServe()
     monkeypatch.setenv("LLMPATH_CHAT_MODEL", "tiny-chat-onnx:abc")
     monkeypatch.setenv("LLMPATH_RAG_INDEX", "idx:1")
-    assert serve_config.read(tmp_path, "chat").model_tag == "tiny-chat-onnx:abc"
-    rag = serve_config.read(tmp_path, "rag")
+    assert serve_config.read(tmp_path, ChatServe).model_tag == "tiny-chat-onnx:abc"
+    rag = serve_config.read(tmp_path, RagServe)
     assert rag.index_model_tag == "idx:1" and rag.chat_model_tag == "llmpath-rag-chat:latest"
     # The environment wins over a packaged file too (as the services always did).
-    serve_config.write(tmp_path, serve_config.ChatServe(model_tag="packaged:1"))
-    assert serve_config.read(tmp_path, "chat").model_tag == "tiny-chat-onnx:abc"
+    serve_config.write(tmp_path, ChatServe(model_tag="packaged:1"))
+    assert serve_config.read(tmp_path, ChatServe).model_tag == "tiny-chat-onnx:abc"
 
 
 @pytest.mark.parametrize(
@@ -155,7 +186,7 @@ def test_no_file_gives_the_defaults_and_the_environment_names_the_model(tmp_path
 def test_a_bad_file_is_refused_naming_the_file_and_the_field(tmp_path, content, message):
     (tmp_path / serve_config.FILE).write_text(content)
     with pytest.raises(serve_config.ServeConfigError, match=message) as err:
-        serve_config.read(tmp_path, "classify")
+        serve_config.read(tmp_path, ClassifierServe)
     assert str(tmp_path / serve_config.FILE) in str(err.value)
 
 
@@ -163,4 +194,4 @@ def test_the_rag_prompt_template_must_name_its_fields(tmp_path):
     with pytest.raises(
         serve_config.ServeConfigError, match=r"ask\.prompt_template: must contain \{context\}"
     ):
-        serve_config.from_recipe_sections("rag", {}, {"ask": {"prompt_template": "{question}"}})
+        serve_config.from_recipe_sections(RagServe, {}, {"ask": {"prompt_template": "{question}"}})

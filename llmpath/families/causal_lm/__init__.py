@@ -3,6 +3,7 @@ and the OpenAI-style chat Bento (bentos/chat). Every kind whose model is a causa
 
 from __future__ import annotations
 
+from bentos.chat.chat_config import ChatServe
 from llmpath.protocol import BentoSpec, Family
 
 
@@ -13,7 +14,7 @@ class CausalLM(Family):
         folder="chat",
         files=("service.py", "openai_api.py", "runtime.py"),
         service_class="Chat",
-        config="chat",
+        config=ChatServe,
         routes="POST /v1/chat/completions /generate, OpenAI base URL /v1",
     )
 

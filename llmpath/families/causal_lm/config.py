@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from bentos.serve_config import ChatSettings
+from bentos.chat.chat_config import ChatSettings
 from llmpath.config import LoraConfig, ModelConfig, Section
 
 
@@ -62,5 +62,5 @@ class CausalLora(LoraConfig):
     )
 
 
-# The chat Bento's serve section: the schema its service reads (bentos/serve_config.py).
+# The chat Bento's serve section: the schema its service reads (bentos/chat/chat_config.py).
 CausalServe = ChatSettings

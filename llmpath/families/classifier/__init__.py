@@ -3,6 +3,7 @@ batched `/classify` Bento (bentos/classifier)."""
 
 from __future__ import annotations
 
+from bentos.classifier.classifier_config import ClassifierServe
 from llmpath.protocol import BentoSpec, Family
 
 
@@ -13,7 +14,7 @@ class Classifier(Family):
         folder="classifier",
         files=("service.py", "runtime.py"),
         service_class="Classifier",
-        config="classify",
+        config=ClassifierServe,
         routes="POST /classify",
     )
 

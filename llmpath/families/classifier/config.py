@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from bentos.serve_config import ClassifierSettings
+from bentos.classifier.classifier_config import ClassifierSettings
 from llmpath.config import Section
 
 
@@ -19,5 +19,5 @@ class ClassifierExport(Section):
     )
 
 
-# The classifier Bento's serve section: the schema its service reads (bentos/serve_config.py).
+# The classifier Bento's serve section: the schema its service reads (bentos/classifier/classifier_config.py).
 ClassifierServe = ClassifierSettings

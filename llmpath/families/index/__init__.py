@@ -4,6 +4,7 @@ chat model. `vectors` is Milvus itself (connect, collections, upserts, exact sea
 
 from __future__ import annotations
 
+from bentos.rag.rag_config import RagServe
 from llmpath.protocol import BentoSpec, Family
 
 
@@ -14,7 +15,7 @@ class Index(Family):
         folder="rag",
         files=("service.py", "runtime.py", "connection.py"),
         service_class="Rag",
-        config="rag",
+        config=RagServe,
         routes="POST /search /ask /model",
         borrowed={"causal_runtime.py": "chat/runtime.py"},  # /ask generates with the chat runtime
         packages=("pymilvus>=3.0,<3.1", "milvus-lite>=3.2,<3.3"),

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from bentos.serve_config import AskSettings, RagSettings
+from bentos.rag.rag_config import AskSettings, RagSettings
 from llmpath.config import EvalConfig, ModelConfig, RecipeBase, RoutingConfig, Section
 from llmpath.families.index.config import IndexConfig
 
