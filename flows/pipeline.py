@@ -6,11 +6,12 @@ from prefect import flow
 
 from flows import FLOWS
 from llmpath.recipes import Recipe
-from tasks.publish import publish_markdown
+from tasks import flowrun
+from tasks.publish import artifact_key, publish_markdown
 from tasks.release import release_rows, release_table
 
 
-@flow(name="pipeline", log_prints=True)
+@flow(name="pipeline", log_prints=True, flow_run_name=flowrun.run_name)
 def pipeline(recipes: list[Recipe]) -> list[dict]:
     """Run each recipe's flow (classify, ...) in order, then summarize the release: models and versions per
     alias, deployable forms, index collections, Bento tags and links to the MLflow runs."""
@@ -19,9 +20,12 @@ def pipeline(recipes: list[Recipe]) -> list[dict]:
     names = [r.name for r in recipes]
     if len(set(names)) != len(names):
         raise ValueError(f"recipe names must be unique in a pipeline: {names}")
+    flowrun.begin(*recipes)
     summaries = [FLOWS[recipe.kind](recipe) for recipe in recipes]
     rows = release_rows(recipes, summaries)
     markdown = release_table(rows)
-    publish_markdown("release-summary", markdown, "What this release registered, promoted and packaged")
+    # Keyed by its recipes: each release keeps its own latest summary.
+    about = f"What the release of {', '.join(names)} registered, promoted and packaged"
+    publish_markdown(artifact_key("release", *names), markdown, about)
     print(markdown)
     return rows

@@ -7,6 +7,7 @@ from prefect import flow
 
 from flows.recipe import expect_kind
 from llmpath.kinds.rag.recipe import RagRecipe
+from tasks import flowrun
 from tasks.package import package
 from tasks.rag import answer_questions, embed_corpus, evaluate_index, gate, index, prepare_corpus, register
 from tasks.registry import promote
@@ -14,7 +15,7 @@ from tasks.runner import StageRunner, validate_routing
 from tasks.runs import pipeline_run
 
 
-@flow(name="rag", log_prints=True)
+@flow(name="rag", log_prints=True, flow_run_name=flowrun.run_name)
 def rag(recipe: RagRecipe) -> dict:
     """Retrieval: prepare_corpus (SQuAD / Markdown folder / JSONL -> chunks) -> embed (all-MiniLM-L6-v2,
     PyTorch or checked ONNX) -> index (a new Milvus collection per build, content-hash upserts) ->
@@ -22,6 +23,7 @@ def rag(recipe: RagRecipe) -> dict:
     (recall@5 >= floor and >= champion) -> evaluate_answers (chat model with and without retrieval) ->
     package -> promote (`champion` moves last, if nobody moved it meanwhile)."""
     expect_kind(recipe, "rag")
+    flowrun.begin(recipe)
     validate_routing(recipe)
     with pipeline_run(recipe) as run:
         stage = StageRunner(recipe, run.run_id)

@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 
 import tasks.catalog  # noqa: F401  (declares every stage)
 from llmpath.recipes import Recipe
+from tasks import flowrun
 from tasks.stages import STAGES
 
 
@@ -29,9 +30,16 @@ def typed_inputs(stage: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {name: TypeAdapter(hints[name]).validate_python(value) for name, value in inputs.items()}
 
 
-@flow(name="llmpath-stage", log_prints=True, persist_result=True, result_serializer="json")
+@flow(
+    name="llmpath-stage",
+    log_prints=True,
+    persist_result=True,
+    result_serializer="json",
+    flow_run_name=flowrun.run_name,
+)
 def run_stage(stage: str, recipe: Recipe, inputs: dict[str, Any]) -> Any:
     """Run one pipeline stage (the caller's recipe and inputs) on this deployment's work pool."""
+    flowrun.begin(recipe, tags=(f"stage:{stage}",))
     params = typed_inputs(stage, inputs)
     if "recipe" in typing.get_type_hints(STAGES[stage].fn):
         params["recipe"] = recipe

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from tqdm.auto import tqdm
 
-from llmpath import checkpoints, faults, tracking
+from llmpath import checkpoints, faults, progress, tracking
 from llmpath.metrics.plots import plot_loss
 from llmpath.results import PreparedData, TrainedModel
 from llmpath.sources import resolve_model
@@ -133,6 +133,7 @@ def fit(
                         Metric("learning_rate", schedule.get_last_lr()[0], now_ms(), step),
                     ]
                     bar.update(1)
+                    progress.update(step, steps, "steps")
                     checkpoints.beat(run_id)
                     if step % cfg.log_every == 0 or step == steps:
                         # Every step's loss is logged; writes are batched to spare the tracking store.

@@ -17,7 +17,7 @@ from llmpath.locks import registry_lock
 from llmpath.promotion import decide_floor
 from llmpath.recipes import Recipe
 from llmpath.results import Embeddings, Evaluation, GateDecision, IndexBuild, PreparedCorpus, Registration
-from tasks.publish import publish_markdown
+from tasks.publish import artifact_key, publish_markdown
 from tasks.registry import _client, champion_of, kept_as_champion, record_decision, register_version
 from tasks.stages import kind_version, stage
 
@@ -25,7 +25,7 @@ from tasks.stages import kind_version, stage
 def prepare(recipe: Recipe, run_id: str) -> PreparedCorpus:
     """Check the corpus and log its chunks, questions and report to the run."""
     prepared, markdown = KIND.prepare(recipe, run_id)
-    publish_markdown("corpus-report", markdown, f"Corpus report for {recipe.name}")
+    publish_markdown(artifact_key(recipe.name, "corpus-report"), markdown, f"Corpus report for {recipe.name}")
     print(markdown)
     return prepared
 

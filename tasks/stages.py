@@ -8,7 +8,9 @@ store its references point into. Run ids are not part of it: a cached result ref
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 from collections.abc import Callable
 from typing import Any, Literal
@@ -17,9 +19,10 @@ from prefect import Task, task
 from prefect.cache_policies import CachePolicy
 from prefect.tasks import exponential_backoff
 
-from llmpath import settings
+from llmpath import progress, settings
 from llmpath.protocol import package_digest
 from llmpath.results import GateError
+from tasks.progress import stage_progress
 
 Hardware = Literal["cpu", "gpu-preferred", "gpu-required"]
 KeyFn = Callable[..., dict[str, Any]]
@@ -81,7 +84,7 @@ def stage(
         return content_key(name, key(**parameters), code)
 
     wrapped = task(
-        fn,
+        reporting_progress(fn, name),
         name=name,
         tags=[f"hardware:{hardware}"],
         retries=retries,
@@ -96,6 +99,25 @@ def stage(
     if key:
         _KEYS[name] = lambda **parameters: cache_key(None, parameters)
     return wrapped
+
+
+def reporting_progress(fn: Callable, name: str) -> Callable:
+    """`fn` with a Prefect progress reporter installed around it (tasks/progress.py): the loops it runs show
+    their progress in the stage run's artifact and log. Same signature, annotations and module as `fn`."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        recipe = signature.bind_partial(*args, **kwargs).arguments.get("recipe")
+        reporter = stage_progress(name, recipe)
+        if reporter is None:
+            return fn(*args, **kwargs)
+        with progress.reporting(reporter):
+            result = fn(*args, **kwargs)
+        reporter.finish()
+        return result
+
+    return run
 
 
 def hardware_of(stage_task: Task) -> Hardware:

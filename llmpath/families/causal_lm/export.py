@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from llmpath import tracking
+from llmpath import progress, tracking
 from llmpath.causal import export_causal_onnx, quantize_form
 from llmpath.results import Evaluation, ExportedModel, ParityError, ParityResult, TrainedModel
 
@@ -37,7 +37,7 @@ def export_causal(recipe, trained: TrainedModel, run_id: str) -> ExportedModel:
     )
 
 
-def measure_form(folder: Path, probes: list[dict], stop: list[int]) -> dict[str, float]:
+def measure_form(folder: Path, probes: list[dict], stop: list[int], form: str = "") -> dict[str, float]:
     """One ONNX form on the probe set: teacher-forced top-1 agreement with PyTorch's greedy tokens, share of
     identical greedy answers, decoding tokens/s and time to first token."""
     import numpy as np
@@ -47,7 +47,7 @@ def measure_form(folder: Path, probes: list[dict], stop: list[int]) -> dict[str,
     llm = OnnxCausalLM(folder)
     agree = total = identical = generated = 0
     decode_seconds, first_token = 0.0, []
-    for probe in probes:
+    for probe in progress.track(probes, f"parity {form}".strip(), "probes"):
         prompt, reference = probe["prompt_ids"], probe["answer_ids"]
         if reference:
             logits = llm.logits(prompt + reference[:-1])[len(prompt) - 1 :]
@@ -110,7 +110,10 @@ def parity_causal(recipe, exported: ExportedModel, candidate: Evaluation, run_id
 
     stop = [AutoTokenizer.from_pretrained(fp32_dir).eos_token_id]  # as in evaluation and in the service
     forms = {"fp32": exported.fp32_uri} | exported.quantized
-    scores = {form: measure_form(tracking.download(uri), probes, stop) for form, uri in forms.items()}
+    scores = {}
+    for index, (form, uri) in enumerate(forms.items()):
+        with progress.part(index, len(forms), form):
+            scores[form] = measure_form(tracking.download(uri), probes, stop, form)
     flat = {f"parity.{form}.{k}": v for form, s in scores.items() for k, v in s.items()}
     with tracking.use_run(run_id):
         mlflow.log_metrics(flat)

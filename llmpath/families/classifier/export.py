@@ -7,8 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from bentos.classifier.runtime import OnnxTextClassifier
-from llmpath import tracking
+from llmpath import progress, tracking
 from llmpath.metrics.classification import agreement, classification_metrics
 from llmpath.results import Evaluation, ExportedModel, ParityError, ParityResult, PreparedData, TrainedModel
 from llmpath.splits import read_split
@@ -83,6 +85,16 @@ def choose_form(fp32: dict[str, float], int8: dict[str, float] | None, cfg) -> t
     raise ParityError(f"{why}; ONNX fp32 also disagrees with PyTorch: {fp32}")
 
 
+def predict_tracked(clf: OnnxTextClassifier, texts: list[str], batch_size: int, form: str) -> np.ndarray:
+    """`clf.predict_proba_batched(texts, batch_size)`, batch by batch with a tqdm bar and progress updates."""
+    starts = range(0, len(texts), batch_size)
+    parts = [
+        clf.predict_proba(texts[i : i + batch_size])
+        for i in progress.track(starts, f"parity {form}", "batches")
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, len(clf.labels)))
+
+
 def check_parity(
     recipe, data: PreparedData, exported: ExportedModel, candidate: Evaluation, run_id: str
 ) -> ParityResult:
@@ -95,9 +107,10 @@ def check_parity(
     y_true, y_torch = reference["y_true"], reference["y_pred"]
     forms = {"fp32": exported.fp32_uri} | ({"int8": exported.int8_uri} if exported.int8_uri else {})
     scores: dict[str, dict[str, float]] = {}
-    for form, uri in forms.items():
+    for index, (form, uri) in enumerate(forms.items()):
         clf = OnnxTextClassifier(tracking.download(uri), recipe.model.max_length)
-        y_pred = clf.predict_proba_batched(texts, recipe.eval.batch_size).argmax(axis=-1).tolist()
+        with progress.part(index, len(forms), form):
+            y_pred = predict_tracked(clf, texts, recipe.eval.batch_size, form).argmax(axis=-1).tolist()
         accuracy = classification_metrics(y_true, y_pred, recipe.data.labels)["accuracy"]
         scores[form] = {
             "accuracy": accuracy,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from bentos.rag.runtime import Embedder
-from llmpath import tracking
+from llmpath import progress, tracking
 from llmpath.families.index.artifacts import read_table
 from llmpath.results import Embeddings, GateError, PreparedCorpus
 from llmpath.sources import resolve_model
@@ -53,6 +53,27 @@ def checked_onnx_embedder(recipe, base_path: Path, probe: list[str]) -> tuple[Em
     return embedder, {"embedder.onnx_min_cosine": parity["min"], "embedder.onnx_mean_cosine": parity["mean"]}
 
 
+def encode_tracked(embedder: Embedder, texts: list[str], desc: str, before: int, total: int) -> np.ndarray:
+    """`embedder.encode(texts)` in pieces of 8 batches, with a tqdm bar and a progress update after each
+    (`before` of `total` texts were embedded already). The pieces are runs of the texts sorted by length,
+    as `encode` sorts them, so every batch and vector is the one a single call makes."""
+    from tqdm.auto import tqdm
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    piece = embedder.batch_size * 8
+    out: np.ndarray | None = None
+    with tqdm(total=len(texts), desc=desc, unit="text") as bar:
+        for start in range(0, len(order), piece):
+            idx = order[start : start + piece]
+            vectors = embedder.encode([texts[i] for i in idx])
+            if out is None:
+                out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[idx] = vectors
+            bar.update(len(idx))
+            progress.update(before + start + len(idx), total, "texts")
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
 def embed(recipe, prepared: PreparedCorpus, run_id: str) -> Embeddings:
     """Embed every chunk and question. With `index.onnx`, export the embedder and check it against PyTorch
     (every probe text at cosine >= index.min_cosine) before it embeds anything."""
@@ -67,10 +88,14 @@ def embed(recipe, prepared: PreparedCorpus, run_id: str) -> Embeddings:
         )
     else:
         embedder, metrics = Embedder(base.path, "torch", recipe.model.max_length, cfg.embed_batch_size), {}
+    total = len(chunks) + len(questions)
     started = time.perf_counter()
-    chunk_vectors = embedder.encode(chunks, progress=True)
+    chunk_vectors = encode_tracked(embedder, chunks, "embedding chunks", 0, total)
     seconds = time.perf_counter() - started
-    question_vectors = embedder.encode(questions) if questions else np.zeros((0, chunk_vectors.shape[1]))
+    if questions:
+        question_vectors = encode_tracked(embedder, questions, "embedding questions", len(chunks), total)
+    else:
+        question_vectors = np.zeros((0, chunk_vectors.shape[1]))
     metrics |= {"embed.seconds": seconds, "embed.chunks_per_second": len(chunks) / max(seconds, 1e-9)}
     out = tracking.scratch("vectors-")
     np.save(out / "chunks.npy", chunk_vectors.astype(np.float32))

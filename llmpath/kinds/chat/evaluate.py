@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llmpath import tracking
+from llmpath import progress, tracking
 from llmpath.causal import assistant_loss, greedy, load_causal
 from llmpath.chat import prompt_ids
 from llmpath.metrics.generation import perplexity, rouge_l
@@ -31,7 +31,6 @@ def score_chat(recipe, data: PreparedData, run_id: str, name: str, model_dir: Pa
     """Loss and perplexity on the validation split; greedy answers on its first prompts, with ROUGE-L."""
     import mlflow
     import torch
-    from tqdm.auto import tqdm
 
     rows = read_split(data, "validation")
     model, tokenizer = load_causal(model_dir)
@@ -40,7 +39,8 @@ def score_chat(recipe, data: PreparedData, run_id: str, name: str, model_dir: Pa
     loss, tokens = assistant_loss(model, rows, tokenizer.pad_token_id, recipe.eval.batch_size)
     stop = [tokenizer.eos_token_id]
     answers = []
-    for messages, reference in tqdm(eval_prompts(rows, recipe.eval.max_prompts), desc=f"answer ({name})"):
+    prompts = eval_prompts(rows, recipe.eval.max_prompts)
+    for messages, reference in progress.track(prompts, desc=f"answer ({name})", unit="prompts"):
         ids = prompt_ids(tokenizer, messages)
         new = greedy(model, ids, recipe.eval.max_new_tokens, stop)
         text = tokenizer.decode(new, skip_special_tokens=True).strip()

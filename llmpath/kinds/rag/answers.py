@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from bentos.rag.runtime import fill_prompt, search
-from llmpath import tracking
+from llmpath import progress, tracking
 from llmpath.families.index import vectors
 from llmpath.families.index.artifacts import load_vectors, read_table
 from llmpath.families.index.package import chat_model_folder
@@ -57,7 +57,6 @@ def evaluate_answers(
     prompt) and closed-book. Exact match and token F1 for both; a table of question, passages, answers and
     references in MLflow."""
     import mlflow
-    from tqdm.auto import tqdm
 
     cfg = recipe.ask
     questions = read_table(prepared, "questions")[: cfg.sample]
@@ -68,7 +67,8 @@ def evaluate_answers(
     answer = answerer(folder, cfg.max_new_tokens)
     passages = retrieved_passages(recipe, built, load_vectors(embedded, "questions")[: len(questions)])
     rows: dict[str, list] = {k: [] for k in COLUMNS}
-    for q, hits in tqdm(list(zip(questions, passages, strict=True)), desc="answering", unit="question"):
+    pairs = list(zip(questions, passages, strict=True))
+    for q, hits in progress.track(pairs, desc="answering", unit="questions"):
         refs = list(q["answers"])
         with_context = answer(fill_prompt(cfg.prompt_template, q["question"], [h["text"] for h in hits]))
         closed = answer(cfg.closed_book_template.replace("{question}", q["question"]))
