@@ -142,7 +142,7 @@ def print_urls(config: StackConfig) -> None:
         )
     print(
         "Next: llmpath trigger recipes/classify-sst2-smoke.yaml   (runs on the cpu-pool worker; or from the UI:\n"
-        "      Deployments > classify > Run). `llmpath status` checks the stack, `llmpath down` stops it."
+        "      Deployments > sst2-smoke > Run > Quick run). `llmpath status` checks the stack, `llmpath down` stops it."
     )
 
 

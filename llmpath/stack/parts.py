@@ -246,6 +246,7 @@ def deploy_all(config: StackConfig, timeout: float) -> None:
     """`prefect --no-prompt deploy --all` from the repository root (where prefect.yaml lives)."""
     if not (REPO_ROOT / "prefect.yaml").is_file():
         raise StackError(f"no prefect.yaml in {REPO_ROOT}: `llmpath up` needs a checkout of the repository")
+    warn_stale_deployments()
     log_path = config.log_dir / "deploy.log"
     with log_path.open("ab") as log:
         log.write(f"\n=== llmpath up: {time.strftime('%Y-%m-%d %H:%M:%S')} prefect deploy --all\n".encode())
@@ -264,6 +265,20 @@ def deploy_all(config: StackConfig, timeout: float) -> None:
             code = "timeout"
     if code != 0:
         raise StackError(f"prefect deploy --all failed ({code}). See its log: {log_path}")
+
+
+def warn_stale_deployments() -> None:
+    """Say so when prefect.yaml's recipe deployments no longer match recipes/ (they deploy as they are)."""
+    from llmpath.stack import deployments
+
+    try:
+        if deployments.stale():
+            print(
+                "  note: prefect.yaml's recipe deployments differ from recipes/ (their defaults are the old "
+                "recipes): run `make deployments`, then `llmpath up` again"
+            )
+    except (deployments.DeploymentsError, ValueError) as err:
+        print(f"  note: cannot compare prefect.yaml's recipe deployments with recipes/: {err}")
 
 
 def gpu_present() -> bool:
