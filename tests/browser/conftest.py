@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -38,10 +39,8 @@ def browser():
         if os.environ.get("LLMPATH_REQUIRE_DATA"):
             pytest.fail(why)
         pytest.skip(why)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is missing: pip install -e '.[dev]' (or make install)")
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"], headless=True)
         try:
@@ -55,6 +54,7 @@ def page(browser):
     """A fresh browser context (no cookies or local storage from another test) and a page in it."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
     page = context.new_page()
     try:
         yield page
