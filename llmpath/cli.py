@@ -142,6 +142,29 @@ def cmd_history(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """Print base vs candidate vs champion on the recipe's gate metric across its runs; write a chart."""
+    from pathlib import Path
+
+    from llmpath import compare
+
+    recipe = _recipe(args)
+    metric = args.metric or recipe.eval.metric
+    experiment_id, rows = compare.gate_rows(recipe.experiment_name, metric, args.runs)
+    if not rows:
+        print(
+            f"no runs of {recipe.name} yet (experiment {recipe.experiment_name!r}): llmpath run {args.recipe}"
+        )
+        return 1
+    print(compare.table(rows, metric))
+    print(f"MLflow UI: {compare.compare_url(experiment_id, rows)}")
+    if not args.no_chart:
+        path = Path(args.chart or f"{recipe.name}-compare.png")
+        compare.chart(rows, metric, path, f"{recipe.name}: {metric} by run")
+        print(f"chart: {path}")
+    return 0
+
+
 def cmd_trigger(args) -> int:
     """Run a recipe through its deployment on a running stack (see `llmpath up`) and wait for it."""
     from llmpath import remote
@@ -241,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "trigger":
             p.add_argument("--no-wait", action="store_true", help="return once the flow run is created")
         p.set_defaults(func=func)
+    p = sub.add_parser("compare", help=cmd_compare.__doc__)
+    p.add_argument("recipe", help="recipe YAML whose runs to compare")
+    _set_option(p)
+    p.add_argument("--metric", help="the metric to compare (default: the recipe's gate metric)")
+    p.add_argument("--runs", type=int, default=50, help="the latest N runs (default 50)")
+    p.add_argument("--chart", metavar="PNG", help="where the chart goes (default: RECIPE_NAME-compare.png)")
+    p.add_argument("--no-chart", action="store_true", help="print the table only")
+    p.set_defaults(func=cmd_compare)
     p = sub.add_parser("pipeline", help=cmd_pipeline.__doc__)
     p.add_argument("recipes", nargs="+", help="recipe YAML files, run in this order")
     _set_option(p)

@@ -4,23 +4,40 @@ ROUGE-L of greedy answers)."""
 
 from __future__ import annotations
 
-from llmpath import tracking
+from llmpath import lineage, links, tracking
 from llmpath.recipes import Recipe, kind_of
 from llmpath.results import Evaluation, PreparedData, TrainedModel
 from llmpath.sources import resolve_model
+from llmpath.splits import read_split
 from tasks.stages import kind_version, stage
 
 
 def score_base(recipe: Recipe, data: PreparedData, run_id: str) -> Evaluation:
-    """The base model as training starts from it (classify: with the same seeded head)."""
+    """The base model as training starts from it (classify: with the same seeded head). Its `base.*` metrics
+    belong to the base's logged model, never to the candidate."""
+    import mlflow
+
     base = resolve_model(recipe.model.base, recipe.model.revision)
-    return kind_of(recipe).evaluate(recipe, data, run_id, "base", base.path, base=True)
+    tracking.configure()
+    experiment_id = mlflow.MlflowClient().get_run(run_id).info.experiment_id
+    model_id = lineage.base_model(experiment_id, run_id, recipe.model.base, base.revision)
+    with lineage.metrics_for(model_id):
+        return kind_of(recipe).evaluate(recipe, data, run_id, "base", base.path, base=True)
 
 
 def score_candidate(recipe: Recipe, data: PreparedData, trained: TrainedModel, run_id: str) -> Evaluation:
-    """The merged fine-tuned model."""
+    """The merged fine-tuned model; its `candidate.*` metrics belong to it. It also gets an input example: a
+    validation text."""
     model_dir = tracking.download_model(trained.model_uri)
-    return kind_of(recipe).evaluate(recipe, data, run_id, "candidate", model_dir, base=False)
+    with lineage.metrics_for(links.model_id_of(trained.model_uri)):
+        scored = kind_of(recipe).evaluate(recipe, data, run_id, "candidate", model_dir, base=False)
+    try:
+        rows = read_split(data, "validation")
+        example = lineage.example_input(rows[0]) if rows else None
+        lineage.describe_calls(trained.model_uri, [example] if example else None)
+    except Exception as err:  # the scores stand; only the model's card is incomplete
+        print(f"could not add an input example to {trained.model_uri}: {err}")
+    return scored
 
 
 def _common_key(recipe: Recipe, data: PreparedData) -> dict:

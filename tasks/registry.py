@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from llmpath import faults, locks, tracking
+from llmpath import faults, lineage, locks, tracking
 from llmpath.promotion import Decision, decide
 from llmpath.recipes import Recipe, kind_of
 from llmpath.results import (
@@ -125,6 +125,16 @@ def champion_of(name: str, metric: str) -> tuple[str | None, float | None]:
     return version, float(tag) if tag is not None else None
 
 
+def log_champion(run_id: str, metric: str, version: str | None, score: float | None) -> None:
+    """`champion.<metric>` (the score the gate read for the champion) next to `base.<metric>` and
+    `candidate.<metric>` on every run, so runs of a recipe compare on all three in the MLflow UI. A run
+    metric of no logged model: the champion is an earlier run's."""
+    client = _client()
+    client.set_tag(run_id, "gate.champion_version", version or "none")
+    if score is not None:
+        client.log_metric(run_id, f"champion.{metric}", score)
+
+
 def kept_as_champion(name: str, version: str) -> GateDecision:
     reason = f"v{version} is already the champion"
     print(f"gate: kept: {reason}")
@@ -174,11 +184,17 @@ def gate_candidate(
     recipe: Recipe, registration: Registration, base: Evaluation, candidate: Evaluation, run_id: str
 ) -> GateDecision:
     """Decide whether the candidate beats the base model and the current champion (it moves later)."""
+    from mlflow.entities import RunTag
+
     metric = recipe.eval.metric
     champion_version, champion_score = champion_of(registration.name, metric)
+    log_champion(run_id, metric, champion_version, champion_score)
     kind_of(recipe).compare(recipe, base, candidate, run_id)  # what the gate weighs, side by side in MLflow
     if champion_version == registration.version:
-        return kept_as_champion(registration.name, champion_version)
+        kept = kept_as_champion(registration.name, champion_version)
+        tags = {"promotion.decision": "kept", "promotion.reason": kept.reason}  # the run says so too
+        _client().log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        return kept
     decision = decide(
         metric,
         candidate.metrics[metric],
@@ -230,7 +246,7 @@ def promote_decided(gate: GateDecision, run_id: str) -> PromotionResult:
     _tag_version(name, gate.version, "promoted" if moved else "kept", reason)
     with tracking.use_run(run_id):
         mlflow.set_tags({"promotion.decision": "promoted" if moved else "kept", "promotion.reason": reason})
-        mlflow.log_metric("promotion.promoted", float(moved))
+    _client().log_metric(run_id, "promotion.promoted", float(moved))  # the run's, not a model's
     print(f"promotion: promoted: {reason}" if moved else f"promotion: {reason}")
     return PromotionResult(
         promoted=moved,
@@ -272,6 +288,7 @@ def undo_registration(registration: Registration, promotion: PromotionResult | N
                 f"run failed: kept {name} v{version}, tagged llmpath.failed: {', '.join(held)} point(s) at it"
             )
             return
+        lineage.drop_deployable_model(name, version)
         client.delete_model_version(name, version)
         if not client.search_model_versions(f"name='{name}'"):
             client.delete_registered_model(name)  # it existed only for this failed run
@@ -295,9 +312,11 @@ def version_metrics(name: str, version: str) -> dict[str, float]:
 
 
 def mark_deployable_version(
-    registration: Registration, exported: ExportedModel, checked: ParityResult
+    registration: Registration, exported: ExportedModel, checked: ParityResult, run_id: str | None = None
 ) -> None:
-    """Attach the exported forms and the parity verdict to the registered version."""
+    """Attach the exported forms and the parity verdict to the registered version. With `run_id`, the form
+    that ships is also a logged model (onnx flavour, output of that run) named by `deployable.model_uri`;
+    a version whose form is already logged keeps its logged model (a cached re-run logs nothing)."""
     client = _client()
     tags = {
         "onnx.fp32_uri": exported.fp32_uri,
@@ -306,6 +325,10 @@ def mark_deployable_version(
         "deployable.reason": checked.reason,
     } | ({"onnx.int8_uri": exported.int8_uri} if exported.int8_uri else {})
     tags |= {f"onnx.{form}_uri": uri for form, uri in exported.quantized.items()}
+    if run_id is not None:
+        tags["deployable.model_uri"] = lineage.deployable_model(
+            registration.name, registration.version, checked, run_id
+        )
     for key, value in tags.items():
         client.set_model_version_tag(registration.name, registration.version, key, value)
 

@@ -20,6 +20,7 @@ from typing import Any
 from prefect import Task
 
 from llmpath.recipes import Recipe
+from tasks import describe
 from tasks.stages import STAGES, hardware_of
 
 STAGE_FLOW = "llmpath-stage"  # deployments `llmpath-stage/<pool>` run any stage on that pool (flows/stage.py)
@@ -199,6 +200,8 @@ class StageRunner:
             now = int(time.time() * 1000)
             copied = [Metric(key, value, now, 0) for key, value in result.metrics_to_copy().items()]
             client.log_batch(self.run_id, metrics=copied)
+        if record.how == "cached":
+            describe.note_reuse(self.run_id, self.recipe, record.stage, result)  # source run, model, datasets
 
     def summary(self) -> dict[str, str]:
         return {f"stage {r.stage}": f"{r.how} ({r.where}, {r.seconds:.1f}s)" for r in self.records}

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from llmpath import tracking
+from llmpath import links, tracking
 from llmpath.recipes import Recipe
 from llmpath.results import PromotionResult, Registration
+from tasks import describe
 from tasks.publish import publish_markdown
 from tasks.registry import undo_registration
 
@@ -40,15 +41,6 @@ def owner_tags() -> dict[str, str]:
     return {"llmpath.host": socket.gethostname(), "llmpath.pid": str(os.getpid())}
 
 
-def _prefect_tags() -> dict[str, str]:
-    from prefect.context import FlowRunContext
-
-    ctx = FlowRunContext.get()
-    if ctx is None or ctx.flow_run is None:
-        return {}
-    return {"prefect.flow_run_id": str(ctx.flow_run.id), "prefect.flow_run_name": ctx.flow_run.name}
-
-
 @contextlib.contextmanager
 def pipeline_run(recipe: Recipe) -> Iterator[PipelineRun]:
     """One MLflow run per pipeline. On any failure: run FAILED, the alias moves this run made undone (where
@@ -58,10 +50,13 @@ def pipeline_run(recipe: Recipe) -> Iterator[PipelineRun]:
     sweep_leftovers()
     experiment_id = tracking.ensure_experiment(recipe.experiment_name)
     client = mlflow.MlflowClient()
+    flow = describe.flow_run()
     run = client.create_run(
         experiment_id,
-        run_name=recipe.name,
-        tags={"llmpath.recipe": recipe.name, "llmpath.kind": recipe.kind} | owner_tags() | _prefect_tags(),
+        run_name=describe.run_name(recipe, flow),
+        tags={"llmpath.recipe": recipe.name, "llmpath.kind": recipe.kind}
+        | owner_tags()
+        | describe.flow_tags(flow),
     )
     state = PipelineRun(run.info.run_id, experiment_id)
     client.log_text(state.run_id, yaml.safe_dump(recipe.model_dump(), sort_keys=False), "recipe.yaml")
@@ -79,9 +74,11 @@ def pipeline_run(recipe: Recipe) -> Iterator[PipelineRun]:
         client.set_terminated(state.run_id, "FAILED")
         print(f"MLflow run {state.run_id} marked FAILED: {type(err).__name__}: {err}")
         raise
+    pages = describe.describe(recipe, state)
     client.set_terminated(state.run_id, "FINISHED")
-    publish_markdown(f"{recipe.kind}-summary", summary_markdown(state.summary), f"Summary of {recipe.name}")
-    print(summary_markdown(state.summary))
+    markdown = summary_markdown(state.summary, pages)
+    publish_markdown(links.artifact_key("summary", recipe.name), markdown, f"Summary of {recipe.name}")
+    print(markdown)
 
 
 def recipe_params(recipe: Recipe) -> dict[str, str]:
@@ -93,10 +90,12 @@ def recipe_params(recipe: Recipe) -> dict[str, str]:
     return flat
 
 
-def summary_markdown(summary: dict) -> str:
+def summary_markdown(summary: dict, pages: dict[str, str] | None = None) -> str:
+    """The summary as a Markdown table; a row named in `pages` (`mlflow run`, `model version`) links there."""
+    pages = pages or {}
     lines = ["# Pipeline summary", "", "| what | value |", "|---|---|"]
     for key, value in summary.items():
         if isinstance(value, float):
             value = f"{value:.4f}"
-        lines.append(f"| {key} | {value} |")
+        lines.append(f"| {key} | {links.md_link(str(value), pages.get(key))} |")
     return "\n".join(lines) + "\n"

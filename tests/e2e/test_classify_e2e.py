@@ -92,7 +92,7 @@ def test_reports_are_published_to_prefect(pipeline):
 
     _, summary, _ = pipeline
     assert "| train | 1600 |" in asyncio.run(latest("data-report"))
-    assert summary["bento"] in asyncio.run(latest("classify-summary"))
+    assert summary["bento"] in asyncio.run(latest("summary-classify-sst2-smoke"))  # one key per recipe
 
 
 def test_health_and_metrics(server):
