@@ -148,3 +148,25 @@ def flow_run_state(stack: Stack, run_id: str) -> str:
         return answer.json()["state"]["type"]
     finally:
         client.close()
+
+
+def test_the_mlflow_ui_shows_the_champion_and_its_datasets(stack, page, shot):
+    """After the run above: the registered model's page, its version with the `champion` alias, and from there
+    the source run with the data it was trained and validated on (MLflow dataset inputs, with their digest)."""
+    page.goto(f"{stack.mlflow}/#/models/{MODEL}", wait_until="load")  # MLflow's UI polls: never network-idle
+    version = page.get_by_role("row").filter(has_text="Version 1")
+    expect(version.get_by_text("@ champion", exact=True)).to_be_visible()
+    shot("mlflow-model")
+    version.get_by_role("link", name="Version 1").click()
+    expect(page.get_by_text("@ champion", exact=True)).to_be_visible()
+    # The version's description links the Prefect flow run and names the Bento it was packaged in.
+    expect(page.get_by_text(re.compile(r"Prefect flow run sst2-smoke-[0-9a-f]{4}")).first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Bento: llmpath-classifier:\w+")).first).to_be_visible()
+    shot("mlflow-version")
+    page.get_by_role("link", name=re.compile(r"^sst2-smoke-[0-9a-f]{4}$")).first.click()
+    page.wait_for_url(re.compile(r".*/runs/[0-9a-f]{32}"))
+    datasets = page.get_by_role("heading", name="Datasets", exact=True)
+    expect(datasets).to_be_visible()
+    training = page.get_by_role("button", name=re.compile(r"^sst2\/train\.tsv \([0-9a-f]{8}\)"))
+    expect(training).to_contain_text("training")
+    shot("mlflow-run")
