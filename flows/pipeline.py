@@ -5,9 +5,10 @@ from __future__ import annotations
 from prefect import flow
 
 from flows import FLOWS
+from llmpath.links import artifact_key
 from llmpath.recipes import Recipe
 from tasks import flowrun
-from tasks.publish import artifact_key, publish_markdown
+from tasks.publish import publish_markdown
 from tasks.release import release_rows, release_table
 
 

@@ -3,11 +3,14 @@ names datasets are shown under. Pure functions of their arguments (no MLflow or 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
+
+MAX_KEY = 100  # Prefect artifact keys: the UI's list stays readable
 
 
 def run_url(ui: str, experiment_id: str, run_id: str) -> str:
@@ -45,10 +48,15 @@ def md_link(text: str, url: str | None) -> str:
 
 
 def artifact_key(*parts: str) -> str:
-    """A Prefect artifact key: lowercase letters, digits and dashes only (what Prefect accepts), at most 100
-    characters. `artifact_key("summary", "classify-SST2_smoke")` is `summary-classify-sst2-smoke`."""
+    """A Prefect artifact key from its parts (recipe name, what it is): lowercase letters, digits and dashes only
+    (what Prefect accepts), at most 100 characters; a longer one keeps a digest of the whole, so two long keys
+    stay apart. The recipe's name is a part of every per-recipe key, so two recipes never replace each other's
+    latest artifact: `artifact_key("summary", "classify-SST2_smoke")` is `summary-classify-sst2-smoke`."""
     key = re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower()).strip("-") or "artifact"
-    return key[:100].rstrip("-")
+    if len(key) > MAX_KEY:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+        key = f"{key[: MAX_KEY - 9].rstrip('-')}-{digest}"
+    return key
 
 
 def mlflow_run_name(

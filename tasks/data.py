@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from llmpath import data as d
 from llmpath import lineage
+from llmpath.links import artifact_key
 from llmpath.recipes import Recipe, kind_of
 from llmpath.results import PreparedData
 from llmpath.sources import resolve_model
@@ -20,7 +21,7 @@ def prepare(recipe: Recipe, run_id: str) -> PreparedData:
         lineage.log_split_inputs(run_id, recipe.data, prepared)
     except Exception as err:  # a record, not the data: the splits are written and checked
         print(f"could not log the dataset inputs of MLflow run {run_id}: {err}")
-    publish_markdown("data-report", markdown, f"Data report for {recipe.name}")
+    publish_markdown(artifact_key(recipe.name, "data-report"), markdown, f"Data report for {recipe.name}")
     print(markdown)
     return prepared
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tasks.publish import artifact_key
+from llmpath.links import artifact_key
 
 ARTIFACT_SECONDS = 10.0
 LOG_SECONDS = 60.0

@@ -13,11 +13,12 @@ from __future__ import annotations
 from llmpath import tracking
 from llmpath.families.index import build, embed
 from llmpath.kinds.rag import KIND
+from llmpath.links import artifact_key
 from llmpath.locks import registry_lock
 from llmpath.promotion import decide_floor
 from llmpath.recipes import Recipe
 from llmpath.results import Embeddings, Evaluation, GateDecision, IndexBuild, PreparedCorpus, Registration
-from tasks.publish import artifact_key, publish_markdown
+from tasks.publish import publish_markdown
 from tasks.registry import _client, champion_of, kept_as_champion, record_decision, register_version
 from tasks.stages import kind_version, stage
 

@@ -91,7 +91,7 @@ def test_reports_are_published_to_prefect(pipeline):
             return found[0].data if found else ""
 
     _, summary, _ = pipeline
-    assert "| train | 1600 |" in asyncio.run(latest("data-report"))
+    assert "| train | 1600 |" in asyncio.run(latest("classify-sst2-smoke-data-report"))
     assert summary["bento"] in asyncio.run(latest("summary-classify-sst2-smoke"))  # one key per recipe
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from llmpath import progress
+from llmpath.links import artifact_key
 from tasks.flowrun import merged_tags, run_label, run_name_for, run_tags, short_name
 from tasks.progress import StageProgress, Throttle, progress_line
-from tasks.publish import artifact_key
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
