@@ -193,6 +193,71 @@ def serve_tiny_chat(tag: str, tmp_path_factory):
         yield base
 
 
+# A few passages with their metadata: what the rag pages and tests search and answer from.
+TINY_PASSAGES = [
+    ("Super_Bowl_50", "Super Bowl 50 was won by the Denver Broncos, who beat the Carolina Panthers 24-10."),
+    (
+        "Super_Bowl_50",
+        "The game was played on February 7, 2016, at Levi's Stadium in Santa Clara, California.",
+    ),
+    ("Beyoncé", "Beyoncé sang at the halftime show, with Coldplay and Bruno Mars."),
+    ("超级碗", "超级碗是美国国家橄榄球联盟每年一度的冠军赛。"),
+    ("Weather", "The weather in Santa Clara was sunny and mild on game day."),
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_rag_models(tiny_bert, tiny_chat_model, tmp_path_factory) -> dict[str, str]:
+    """A rag index of TINY_PASSAGES (the tiny BERT as its embedder, a Milvus Lite file, the manifest packaging
+    writes) and the tiny chat model, in the session's BentoML store: the environment that points
+    `bentos.rag.service:Rag` at them. No flow, no registry: seconds, not minutes."""
+    import json
+
+    import bentoml
+
+    from bentos.rag.runtime import Embedder
+    from llmpath.families.index import vectors
+    from llmpath.families.index.config import IndexConfig
+
+    chunks = [
+        {"id": f"p{i}", "text": text, "source": "tiny.jsonl", "doc_id": f"tiny.jsonl#{i}", "title": title}
+        | {"position": 0}
+        for i, (title, text) in enumerate(TINY_PASSAGES)
+    ]
+    embedder = Embedder(tiny_bert, "torch", max_length=64)
+    cfg = IndexConfig(type="FLAT", metric="COSINE")
+    record = {
+        "collection": "tiny_passages",
+        "embedder": "tiny-bert",
+        "embedder_revision": "random-init",
+        "embedder_backend": "torch",
+        "max_length": 64,
+        "dim": embedder.dim,
+        "metric": cfg.metric,
+        "index_type": cfg.type,
+        "index_params": vectors.build_params(cfg),
+    }
+    with bentoml.models.create("tiny-rag-index", labels={"registered_model": "tiny-rag"}) as model:
+        folder = Path(model.path)
+        shutil.copytree(tiny_bert, folder / "embedder")
+        with vectors.connect(str(folder / "milvus.db")) as client:
+            vectors.create_collection(client, "tiny_passages", record["dim"], cfg, record)
+            vectors.upsert_chunks(
+                client, "tiny_passages", chunks, embedder.encode([c["text"] for c in chunks])
+            )
+        manifest = record | {"uri": "milvus.db", "rows": len(chunks), "search_params": {}}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    return {"LLMPATH_RAG_INDEX": str(model.tag), "LLMPATH_RAG_CHAT": tiny_chat_model}
+
+
+@contextlib.contextmanager
+def serve_tiny_rag(models: dict[str, str], tmp_path_factory):
+    """The rag service of this checkout on `tiny_rag_models`; yields its base URL."""
+    log = tmp_path_factory.mktemp("rag-serve") / "serve.log"
+    with bentoml_serve("bentos.rag.service:Rag", models, log) as base:
+        yield base
+
+
 def wait_ready(base: str, proc, log: Path, timeout: float = 90.0) -> None:
     """Poll `bentoml serve`'s /readyz until it answers; fail with the server's log if it exits or times out."""
     import time

@@ -8,7 +8,8 @@ template's control tokens.
 
 What the service does not implement is refused with a 400 naming the field, never silently dropped (the
 protocol is in openai_api.py); `bentos/guard.py` (body size, body time, JSON only, queueing, JSON errors) sits
-in front of everything."""
+in front of everything. The chat page at `/ui` (chat_page.py) sends its turns to `/v1/chat/completions` like
+any other client, so the same limits hold there."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from pydantic import Field, StrictStr
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 # Beside this file, in the repo and in the Bento:
+import chat_page  # noqa: E402
 import openai_api  # noqa: E402
 from openai_api import (  # noqa: E402
     MODEL_ID,
@@ -45,9 +47,10 @@ from runtime import OnnxCausalLM, encode_chat, sse_events, stream_text  # noqa: 
 
 try:
     import guard  # in the Bento: copied beside this file at packaging
+    import webui
     from chat_config import ChatServe
 except ImportError:  # in the repo
-    from bentos import guard
+    from bentos import guard, webui
     from bentos.chat.chat_config import ChatServe
 
 # Written by the `package` stage into the Bento (defaults from source); LLMPATH_CHAT_MODEL overrides the model.
@@ -57,6 +60,8 @@ MAX_CHARS, MAX_INPUT_TOKENS = CONFIG.max_chars, CONFIG.max_input_tokens
 app = install_errors(FastAPI(title="llmpath chat (OpenAI-compatible)"))
 
 
+# The chat page at /ui: each turn is a request to /v1/chat/completions (bentos/webui.py).
+@webui.mount(chat_page.build(CONFIG.max_new_tokens))
 @bentoml.service(
     name=CONFIG.name,
     traffic={"timeout": 300, "max_concurrency": 8},

@@ -9,7 +9,8 @@ is checked against the collection's record at start: a mismatch stops the server
 Each endpoint works on its own thread (`/ask` generates for seconds; `/search` takes milliseconds and must not
 wait behind it) and queues what it cannot take at once (bentos/guard.py: body limits, JSON only, OpenAI-shaped
 errors). Retrieved passages are tokenized as plain text: a passage cannot inject the chat template's control
-tokens.
+tokens. The question page at `/ui` (rag_page.py) sends its requests to `/ask` and `/search` like any other
+client, so the same limits hold there.
 """
 
 from __future__ import annotations
@@ -45,12 +46,15 @@ try:
     from causal_runtime import OnnxCausalLM, encode_chat  # in the Bento: the chat runtime copied in
 except ImportError:  # in the repo
     from bentos.chat.runtime import OnnxCausalLM, encode_chat
+import rag_page  # noqa: E402  (beside this file, in the repo and in the Bento)
+
 try:
     import guard  # in the Bento: copied beside this file
     import serve_config
+    import webui
     from rag_config import RagServe
 except ImportError:  # in the repo
-    from bentos import guard, serve_config
+    from bentos import guard, serve_config, webui
     from bentos.rag.rag_config import RagServe
 
 # Written by the `package` stage into the Bento (defaults from source); LLMPATH_RAG_INDEX and LLMPATH_RAG_CHAT
@@ -59,6 +63,7 @@ CONFIG = serve_config.read(HERE, RagServe)
 ASK = CONFIG.ask
 MAX_CHARS, MAX_INPUT_TOKENS, MAX_NEW_TOKENS = CONFIG.max_chars, CONFIG.max_input_tokens, CONFIG.max_new_tokens
 MAX_K = 50
+MAX_ASK_K = 20
 
 Query = Annotated[str, Field(min_length=1, max_length=MAX_CHARS)]
 FilterValue = Annotated[str, Field(max_length=512)] | int
@@ -76,6 +81,8 @@ class Passage(BaseModel):
     position: int
 
 
+# The question page at /ui: it sends /ask and /search requests to this service (bentos/webui.py).
+@webui.mount(rag_page.build(MAX_ASK_K, ASK.k, MAX_NEW_TOKENS, ASK.max_new_tokens))
 @bentoml.service(
     name=CONFIG.name,
     # max_concurrency: requests in flight per endpoint; the guard queues the rest (BentoML would answer 429).
@@ -169,7 +176,7 @@ class Rag:
     async def ask(
         self,
         question: Query,
-        k: Annotated[int, Field(ge=1, le=20)] | None = None,
+        k: Annotated[int, Field(ge=1, le=MAX_ASK_K)] | None = None,
         max_new_tokens: Annotated[int, Field(ge=1, le=MAX_NEW_TOKENS)] | None = None,
         filters: Filters | None = None,
     ) -> dict:
@@ -200,8 +207,7 @@ class Rag:
             "answer": answer,
             "passages": [h["id"] for h in hits],
             "sources": [
-                {"id": h["id"], "doc_id": h["doc_id"], "source": h["source"], "score": h["score"]}
-                for h in hits
+                {key: h[key] for key in ("id", "doc_id", "source", "title", "score", "text")} for h in hits
             ],
             "finish_reason": "length" if len(tokens) >= limit else "stop",
             "prompt_tokens": len(ids),

@@ -13,12 +13,13 @@ class Index(Family):
     module = __name__
     bento = BentoSpec(
         folder="rag",
-        files=("service.py", "runtime.py", "connection.py"),
+        files=("service.py", "runtime.py", "connection.py", "rag_page.py"),
         service_class="Rag",
         config=RagServe,
-        routes="POST /search /ask /model",
-        borrowed={"causal_runtime.py": "chat/runtime.py"},  # /ask generates with the chat runtime
-        packages=("pymilvus>=3.0,<3.1", "milvus-lite>=3.2,<3.3"),
+        routes="POST /search /ask /model, question page /ui",
+        # /ask generates with the chat runtime; webui.py: the page's Gradio mount and its client of the API
+        borrowed={"causal_runtime.py": "chat/runtime.py", "webui.py": "webui.py"},
+        packages=("pymilvus>=3.0,<3.1", "milvus-lite>=3.2,<3.3", "gradio==6.17.3"),
     )
 
     def import_models(self, recipe, labels: dict[str, str], tags: dict[str, str]) -> dict:
