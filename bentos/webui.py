@@ -49,12 +49,12 @@ def theme() -> gr.themes.Base:
     return gr.themes.Default(font=FONT, font_mono=FONT_MONO)
 
 
-def mount(blocks: gr.Blocks, path: str = PATH, css: str = ""):
+def mount(blocks: gr.Blocks, path: str = PATH):
     """A class decorator (above `@bentoml.service`) serving `blocks` at `path`. BentoML's own
     `mount_gradio_app` leaves a Gradio 6 Blocks without its theme and config (its page answers 500), so the
     Blocks is first prepared as Gradio's own `mount_gradio_app` does it."""
     blocks.theme = theme()
-    blocks.css, blocks.js, blocks.head = css, "", ""
+    blocks.css, blocks.js, blocks.head = "", "", ""
     blocks.head_paths, blocks.css_paths = [], []
     blocks.footer_links = []  # no API page, no "built with Gradio", no settings page
     blocks._set_html_css_theme_variables()

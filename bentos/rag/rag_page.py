@@ -19,11 +19,23 @@ except ImportError:  # in the repo
 ASK, SEARCH = "Ask (retrieve, then answer)", "Search only"
 COLUMNS = ["#", "score", "source", "title", "doc_id", "text"]
 FILTERS = ("source", "doc_id", "title")
+SHOWN = 240  # characters of a passage's text in the table (the API returns all of it)
+
+
+def shorten(text: str) -> str:
+    return text if len(text) <= SHOWN else text[: SHOWN - 1].rstrip() + "…"
 
 
 def rows(passages: list[dict[str, Any]]) -> list[list[Any]]:
     return [
-        [i, round(float(p["score"]), 4), p["source"], p.get("title", ""), p["doc_id"], p.get("text", "")]
+        [
+            i,
+            round(float(p["score"]), 4),
+            p["source"],
+            p.get("title", ""),
+            p["doc_id"],
+            shorten(p.get("text", "")),
+        ]
         for i, p in enumerate(passages, start=1)
     ]
 
@@ -65,14 +77,14 @@ def build(
             )
             submit = gr.Button("Run", variant="primary", elem_id="run", scale=1)
         with gr.Row():
-            mode = gr.Radio([ASK, SEARCH], value=ASK, label="Mode", elem_id="mode")
+            mode = gr.Radio([ASK, SEARCH], value=ASK, label="Mode", elem_id="mode", scale=2)
             k = gr.Slider(1, max_k, value=ask_k, step=1, label="Passages (k)", elem_id="k")
             tokens = gr.Slider(1, max_new_tokens, value=ask_tokens, step=1, label="Max answer tokens")
         with gr.Accordion("Filters (exact match; empty: any)", open=False), gr.Row():
             source = gr.Textbox(label="source", max_lines=1)
             doc_id = gr.Textbox(label="doc_id", max_lines=1)
             doc_title = gr.Textbox(label="title", max_lines=1)
-        answer = gr.Textbox(label="Answer", interactive=False, lines=3, elem_id="answer")
+        answer = gr.Textbox(label="Answer", interactive=False, lines=2, elem_id="answer")
         passages = gr.Dataframe(
             headers=COLUMNS,
             label="Passages",
