@@ -30,9 +30,11 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
-    """One headless Chromium for the session."""
+    """One headless Chromium for this folder's tests. Not for the session: Playwright's sync API keeps an event
+    loop running in the main thread while it is open, and the tiers after this one call asyncio.run (Prefect's
+    client, the tests' artifact readers), which refuses to run inside a running loop."""
     executable = chromium_path()
     if executable is None:
         why = "the browser tests need Chromium: apt-get install chromium (make test does it as root)"
