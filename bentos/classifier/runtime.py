@@ -3,12 +3,86 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import logging
+import platform
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 SUB_BATCH = 8  # texts per ONNX Runtime call, sorted by length (see predict_proba)
+# Beside an int8 model: which CPU family its int8 configuration was chosen for, and why.
+QUANTIZATION_FILE = "quantization.json"
+# x86 instructions that multiply u8 activations by s8 weights in 32-bit sums. Without one of them ONNX Runtime's
+# u8/s8 kernels sum pairs in 16 bits (vpmaddubsw), which can saturate and change results.
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+logger = logging.getLogger("llmpath.classifier")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The host CPU's feature flags (Linux /proc/cpuinfo); empty where they cannot be read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return frozenset()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """The CPU's model name, for the records (BENCHMARKS.md and the int8 choice say which CPU they come from)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return platform.processor() or "unknown"
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return platform.processor() or "unknown"
+
+
+def int8_profile(machine: str | None = None, flags: Iterable[str] | None = None) -> tuple[str, str]:
+    """The int8 configuration for a CPU: (optimum's AutoQuantizationConfig name, why).
+
+    - arm64: s8 weights (its dot-product instructions take them).
+    - x86 with VNNI or AMX: u8 activations x s8 weights, which these instructions sum in 32 bits: measured on a
+      2-core AVX-512 VNNI + AMX Xeon, 1.5x faster per text than u8/u8 (BENCHMARKS.md).
+    - any other x86 (AVX2, AVX-512 without VNNI): u8/u8, because u8/s8 there can saturate.
+    """
+    machine = (machine or platform.machine()).lower()
+    if machine in ("arm64", "aarch64"):
+        return "arm64", f"{machine} CPU: s8 weights for its int8 dot-product instructions"
+    flags = cpu_flags() if flags is None else frozenset(flags)
+    vnni = sorted(VNNI_FLAGS & flags)
+    if vnni:
+        return "avx512_vnni", f"x86 CPU with {', '.join(vnni)}: u8 activations x s8 weights, 32-bit sums"
+    return "avx2", "x86 CPU without VNNI: u8/u8 weights (u8/s8 can saturate in 16-bit sums there)"
+
+
+def check_int8_host(folder: Path) -> dict | None:
+    """What an int8 folder was quantized for; a warning when this CPU is not one its config is safe on."""
+    path = folder / QUANTIZATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        logger.warning("%s: unreadable; the int8 configuration is unknown", path)
+        return None
+    here, _ = int8_profile()
+    if info.get("profile") == "avx512_vnni" and here == "avx2":
+        logger.warning(
+            "This int8 model was quantized for CPUs with VNNI (u8/s8) and this CPU has none: its results may "
+            "differ from the parity check's. Re-export it on this host (export.int8_for: auto) or with "
+            "export.int8_for: avx2."
+        )
+    return info
 
 
 def find_onnx(folder: Path) -> Path:
@@ -32,6 +106,7 @@ class OnnxTextClassifier:
             str(find_onnx(folder)), options, providers=["CPUExecutionProvider"]
         )
         self.inputs = {i.name for i in self.session.get_inputs()}
+        self.quantization = check_int8_host(folder)
         self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         config = json.loads((folder / "config.json").read_text())
         id2label = config.get("id2label") or {}

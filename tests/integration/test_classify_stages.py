@@ -93,7 +93,13 @@ def test_stages_end_to_end(recipe):
     again = register_model(recipe, trained, candidate, rid)
     assert again.version == "1" and not again.created
     onnx = {a.path for a in client.list_artifacts(run.run_id, "onnx/int8")}
-    assert "onnx/int8/model_quantized.onnx" in onnx
+    assert {"onnx/int8/model_quantized.onnx", "onnx/int8/quantization.json"} <= onnx
+    # The int8 configuration was chosen for this host's CPU, and the run says which and why.
+    from bentos.classifier.runtime import int8_profile
+
+    chosen = json.loads((tracking.download(exported.int8_uri) / "quantization.json").read_text())
+    assert chosen["profile"] == int8_profile()[0] == finished_tags(run.run_id)["export.int8_profile"]
+    assert chosen["weights"] == ("QInt8" if chosen["profile"] != "avx2" else "QUInt8")
     assert checked.metrics["parity.int8.agreement"] >= 0.9
     assert checked.deployable_form == "int8"
 
@@ -107,6 +113,12 @@ def test_stages_end_to_end(recipe):
     merged, _ = load_for_classification(tracking.download_model(trained.model_uri), recipe.data.labels)
     texts = ["a great and superb film 1", "a dull and boring plot 2"]
     assert argmax(predict(adapted, tokenizer, texts, 32)) == argmax(predict(merged, tokenizer, texts, 32))
+
+
+def finished_tags(run_id: str) -> dict[str, str]:
+    import mlflow
+
+    return mlflow.MlflowClient().get_run(run_id).data.tags
 
 
 def _logged_model(recipe):

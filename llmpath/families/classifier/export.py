@@ -4,12 +4,13 @@ that ships (int8 within tolerance of PyTorch, else fp32, else nothing)."""
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from bentos.classifier.runtime import OnnxTextClassifier
+from bentos.classifier.runtime import QUANTIZATION_FILE, OnnxTextClassifier, cpu_name, int8_profile
 from llmpath import progress, tracking
 from llmpath.metrics.classification import agreement, classification_metrics
 from llmpath.results import Evaluation, ExportedModel, ParityError, ParityResult, PreparedData, TrainedModel
@@ -34,19 +35,34 @@ def export_onnx(model_dir: Path, out: Path) -> Path:
     return out
 
 
-def quantize_int8(onnx_dir: Path, out: Path, cfg) -> Path:
-    """Dynamic int8, MatMul only, u8/u8 weights (the AVX2 config: u8/s8 can saturate on CPUs without VNNI)."""
+def quantize_int8(onnx_dir: Path, out: Path, cfg) -> dict[str, str]:
+    """Dynamic int8, MatMul only, in the configuration for the CPU family `cfg.int8_for` names (auto: this host's;
+    see `int8_profile`). Writes what it chose and why beside the model (quantization.json) and returns it."""
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    qconfig = AutoQuantizationConfig.avx2(
+    if cfg.int8_for == "auto":
+        profile, reason = int8_profile()
+        reason = f"chosen for this host: {reason}"
+    else:
+        profile, reason = cfg.int8_for, f"named by the recipe (export.int8_for: {cfg.int8_for})"
+    qconfig = getattr(AutoQuantizationConfig, profile)(
         is_static=False, per_channel=cfg.per_channel, operators_to_quantize=["MatMul"]
     )
     ORTQuantizer.from_pretrained(onnx_dir).quantize(save_dir=out, quantization_config=qconfig)
     for name in _TOKENIZER_FILES:
         if (onnx_dir / name).exists() and not (out / name).exists():
             shutil.copy2(onnx_dir / name, out / name)
-    return out
+    info = {
+        "profile": profile,
+        "reason": reason,
+        "weights": qconfig.weights_dtype.name,
+        "activations": qconfig.activations_dtype.name,
+        "per_channel": str(cfg.per_channel).lower(),
+        "host": f"{platform.machine()}: {cpu_name()}",
+    }
+    (out / QUANTIZATION_FILE).write_text(json.dumps(info, indent=1) + "\n")
+    return info
 
 
 def export_version(recipe, trained: TrainedModel, run_id: str) -> ExportedModel:
@@ -56,9 +72,13 @@ def export_version(recipe, trained: TrainedModel, run_id: str) -> ExportedModel:
     model_dir = tracking.download_model(trained.model_uri)
     out = tracking.scratch("onnx-")
     export_onnx(model_dir, out / "fp32")
-    if recipe.export.quantize:
-        quantize_int8(out / "fp32", out / "int8", recipe.export)
+    quantized = quantize_int8(out / "fp32", out / "int8", recipe.export) if recipe.export.quantize else None
     with tracking.use_run(run_id):
+        if quantized:
+            mlflow.set_tags({f"export.int8_{k}": v for k, v in quantized.items()})
+            print(
+                f"export: int8 {quantized['weights']} weights ({quantized['profile']}): {quantized['reason']}"
+            )
         mlflow.log_artifacts(str(out), "onnx")
         sizes = {f"onnx.{p.parent.name}_mb": p.stat().st_size / 2**20 for p in out.glob("*/*.onnx")}
         mlflow.log_metrics(sizes)
