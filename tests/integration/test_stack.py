@@ -113,13 +113,19 @@ def test_up_trigger_route_fall_back_and_down(stack_env, tiny_bert, tmp_path):
     assert status.stdout.count("healthy") == 2 and status.stdout.count("worker ONLINE") == 1
     assert "Prefect API auth: on" in status.stdout
 
-    # 1. No gpu-pool worker: the smoke recipe, triggered from the CLI, completes on cpu-pool with finetune on CPU.
-    # Generous: the smoke run takes 4-6 min alone on 2 cores, and over 400 s with neighbours' tests running.
-    triggered = llmpath(env, "trigger", "recipes/classify-sst2-smoke.yaml", timeout=1200)
+    # 1. No gpu-pool worker: a recipe file, triggered from the CLI, completes on cpu-pool with finetune on CPU.
+    # The tiny model (the smoke recipe's own deployment runs in the browser tier and tests/integration/
+    # test_prefect_ui.py); absolute data paths, as a recipe kept outside the data root names them.
+    toy_cpu = tmp_path / "toy-cpu"
+    toy_cpu.mkdir()
+    raw_cpu = tiny_recipe(toy_cpu, tiny_bert, name="stack-cpu")  # 60 steps: learns the toy task, is champion
+    raw_cpu["data"] |= {"train": str(toy_cpu / "train.tsv"), "validation": str(toy_cpu / "dev.tsv")}
+    (recipe_file := tmp_path / "stack-cpu.yaml").write_text(json.dumps(raw_cpu))  # JSON is YAML
+    triggered = llmpath(env, "trigger", str(recipe_file), timeout=1200)
     assert triggered.returncode == 0 and "finished: Completed" in triggered.stdout, (
         f"{triggered.stdout}\n{triggered.stderr}\n{log_tails(home)}"
     )
-    first = newest_mlflow_run(mlflow, "classify-sst2-smoke")
+    first = newest_mlflow_run(mlflow, "stack-cpu")
     assert first["status"] == "FINISHED"
     fallback = first["tags"]["routing.finetune.fallback"]
     assert fallback == "fell back to CPU in this flow: work pool 'gpu-pool' has no online worker"
@@ -128,9 +134,9 @@ def test_up_trigger_route_fall_back_and_down(stack_env, tiny_bert, tmp_path):
     assert any("fell back to CPU" in line for line in first_logs)
     assert not any(secret in line for line in first_logs)
     assert not any(secret in value for value in [*first["tags"].values(), *first["params"].values()])
-    assert candidate_version(mlflow, "sst2-classifier-smoke")["run_id"] == first["run_id"]
+    assert candidate_version(mlflow, "stack-cpu-classifier")["run_id"] == first["run_id"]
     # CLI flows started from a shell report to the running stack's Prefect server.
-    promote = llmpath(env, "promote", "sst2-classifier-smoke", "1", "--reason", "check")
+    promote = llmpath(env, "promote", "stack-cpu-classifier", "1", "--reason", "check")
     assert promote.returncode == 0, promote.stdout + promote.stderr
     assert f"Prefect API: {api} (the flow run shows in its UI)" in promote.stdout
     assert "v1 is already the champion: nothing to do" in promote.stderr  # the flow's log
