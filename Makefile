@@ -7,7 +7,7 @@ RECIPE  ?= recipes/classify-sst2-smoke.yaml
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install chromium run test test-unit test-integration test-e2e lint deployments serve serve-chat serve-rag mlflow-ui bench bench-chat bench-train bench-orchestration bench-retrieval bench-serving up down status clean
+.PHONY: install chromium run test test-unit test-integration test-e2e lint deployments serve serve-chat serve-rag mlflow-ui bench bench-int8 bench-chat bench-train bench-orchestration bench-retrieval bench-serving up down status clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,9 @@ mlflow-ui: $(STAMP)  ## MLflow UI on the embedded store: http://127.0.0.1:5000
 
 bench: $(STAMP)  ## inference benchmark of the sst2-classifier champion (run the quality recipe first)
 	$(BIN)/python bench/classify_inference.py
+
+bench-int8: $(STAMP)  ## the classifier's int8 configurations (u8/u8, u8/s8) side by side on this CPU (about 3 min)
+	$(BIN)/python bench/int8_configs.py
 
 bench-chat: $(STAMP)  ## chat generation: PyTorch vs ORT fp32 vs every quantized form (about 5 min)
 	$(BIN)/python bench/chat_generation.py
