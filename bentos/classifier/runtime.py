@@ -19,32 +19,28 @@ VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 logger = logging.getLogger("llmpath.classifier")
 
 
-def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
-    """The host CPU's feature flags (Linux /proc/cpuinfo); empty where they cannot be read."""
+def _cpuinfo_field(names: tuple[str, ...], cpuinfo: str | None) -> str | None:
+    """The first value of one of `names` in /proc/cpuinfo (Linux) or the given text; None if absent."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
         except OSError:
-            return frozenset()
+            return None
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+        if key.strip() in names:
+            return value.strip()
+    return None
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The host CPU's feature flags (x86 `flags`, arm64 `Features`); empty where they cannot be read."""
+    return frozenset((_cpuinfo_field(("flags", "Features"), cpuinfo) or "").split())
 
 
 def cpu_name(cpuinfo: str | None = None) -> str:
     """The CPU's model name, for the records (BENCHMARKS.md and the int8 choice say which CPU they come from)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return platform.processor() or "unknown"
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            return value.strip()
-    return platform.processor() or "unknown"
+    return _cpuinfo_field(("model name",), cpuinfo) or platform.processor() or "unknown"
 
 
 def int8_profile(machine: str | None = None, flags: Iterable[str] | None = None) -> tuple[str, str]:
