@@ -62,21 +62,25 @@ def int8_profile(machine: str | None = None, flags: Iterable[str] | None = None)
 
 
 def check_int8_host(folder: Path) -> dict | None:
-    """What an int8 folder was quantized for; a warning when this CPU is not one its config is safe on."""
+    """What an int8 folder was quantized for; a warning when this CPU is not one its config is safe on: s8
+    weights (chosen for VNNI or for arm64) on an x86 CPU without VNNI."""
     path = folder / QUANTIZATION_FILE
     if not path.is_file():
         return None
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError):
+        info = None
+    if not isinstance(info, dict):
         logger.warning("%s: unreadable; the int8 configuration is unknown", path)
         return None
     here, _ = int8_profile()
-    if info.get("profile") == "avx512_vnni" and here == "avx2":
+    if info.get("weights") == "QInt8" and here == "avx2":
         logger.warning(
-            "This int8 model was quantized for CPUs with VNNI (u8/s8) and this CPU has none: its results may "
+            "This int8 model has s8 weights (quantized for %s) and this x86 CPU has no VNNI: its results may "
             "differ from the parity check's. Re-export it on this host (export.int8_for: auto) or with "
-            "export.int8_for: avx2."
+            "export.int8_for: avx2.",
+            info.get("profile", "another CPU"),
         )
     return info
 

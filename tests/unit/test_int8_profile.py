@@ -51,6 +51,18 @@ def test_a_vnni_model_on_a_cpu_without_vnni_is_warned_about(tmp_path, monkeypatc
         assert check_int8_host(tmp_path)["weights"] == "QInt8"
     assert "export.int8_for: avx2" in caplog.text
     caplog.clear()
+    # s8 weights chosen on an arm64 host are as unsafe on this CPU
+    (tmp_path / "quantization.json").write_text(json.dumps({"profile": "arm64", "weights": "QInt8"}))
+    with caplog.at_level(logging.WARNING, "llmpath.classifier"):
+        check_int8_host(tmp_path)
+    assert "quantized for arm64" in caplog.text
+    caplog.clear()
+    # u8/u8 weights are safe on every x86 CPU
+    (tmp_path / "quantization.json").write_text(json.dumps({"profile": "avx2", "weights": "QUInt8"}))
+    with caplog.at_level(logging.WARNING, "llmpath.classifier"):
+        check_int8_host(tmp_path)
+    assert caplog.text == ""
+    (tmp_path / "quantization.json").write_text(json.dumps({"profile": "avx512_vnni", "weights": "QInt8"}))
     monkeypatch.setattr(runtime, "cpu_flags", lambda *_: frozenset({"avx2", "avx512_vnni"}))
     with caplog.at_level(logging.WARNING, "llmpath.classifier"):
         check_int8_host(tmp_path)
@@ -63,3 +75,6 @@ def test_no_or_unreadable_record_is_not_an_error(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, "llmpath.classifier"):
         assert check_int8_host(tmp_path) is None
     assert "unreadable" in caplog.text and "not json" not in caplog.text
+    (tmp_path / "quantization.json").write_text("[1, 2]")  # JSON, but not the record's shape
+    with caplog.at_level(logging.WARNING, "llmpath.classifier"):
+        assert check_int8_host(tmp_path) is None
