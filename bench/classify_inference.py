@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bentos.classifier.runtime import cpu_name, int8_profile  # noqa: E402
+from bentos.classifier.runtime import check_int8_host, cpu_name, int8_profile  # noqa: E402
 from llmpath import settings  # noqa: E402
 
 settings.apply_defaults()
@@ -162,13 +162,11 @@ def main() -> int:
         r["speedup_batch1"] = ref["batch1"]["p50_ms"] / r["batch1"]["p50_ms"]
         r["speedup_batch32"] = ref["batch32"]["p50_ms"] / r["batch32"]["p50_ms"]
         r["accuracy_drop_points"] = (ref["accuracy"] - r["accuracy"]) * 100
-    int8_info = folders["onnx-int8"] / "quantization.json"
+    int8_info = check_int8_host(folders["onnx-int8"])
     report = {
         "model": f"{args.model} v{version.version} (@{args.alias})",
         "cpu": f"{platform.machine()}: {cpu_name()}, {os.cpu_count()} cores, int8 profile here: {int8_profile()[0]}",
-        "int8": json.loads(int8_info.read_text())
-        if int8_info.is_file()
-        else "exported before the choice was recorded",
+        "int8": int8_info or "exported before the choice was recorded",
         "rows": len(texts),
         "threads": args.threads,
         "rounds": args.rounds,
@@ -198,7 +196,9 @@ def write_outputs(report: dict, args, n_rows: int, run_id: str) -> None:
     (args.out / "classify_inference.json").write_text(json.dumps(report, indent=2))
     lines = [
         f"CPU: {report['cpu']}; the int8 form: "
-        + (f"{i['profile']} ({i['weights']} weights)" if isinstance(i := report["int8"], dict) else i),
+        + (
+            f"{i.get('profile')} ({i.get('weights')} weights)" if isinstance(i := report["int8"], dict) else i
+        ),
         "",
         f"Model: {report['model']}, SST-2 dev ({n_rows} rows), {args.threads} threads; batch-1 latency over the "
         f"first {args.batch1_rows} rows, batch-32 over all rows; {args.rounds} rounds, each engine in its own "

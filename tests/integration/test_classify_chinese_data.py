@@ -1,6 +1,6 @@
 """The ChnSentiCorp recipes on their real data: one CSV with no split of its own, split by the seed so that the
 smoke and quality recipes hold out the same reviews and never train on them; and Chinese text through the
-classify data checks and the MiniLM tokenizer as `llmpath validate` reports it."""
+classify data checks and SmolLM2's tokenizer as `llmpath validate` reports it."""
 
 from __future__ import annotations
 
