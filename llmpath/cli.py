@@ -125,6 +125,23 @@ def cmd_rollback(args) -> int:
     return 0
 
 
+def cmd_gguf(args) -> int:
+    """Write a chat model's version (its champion by default) as GGUF files for llama.cpp and Ollama, each
+    checked against the version's greedy tokens, and attach them to the version."""
+    _use_stack()
+    from flows.gguf import gguf
+
+    scores = gguf(args.model, args.version, args.alias, args.forms, args.min_agreement, args.probes)
+    for form, s in scores.items():
+        verdict = "attached" if s["top1_agreement"] >= args.min_agreement else "below the floor, not attached"
+        print(f"{form}: {s['size_mb']:.0f} MB, top-1 agreement {s['top1_agreement']:.3f} ({verdict})")
+    print(
+        "Next: the files are artifacts of the gguf run (MLflow UI, version tags gguf.*); "
+        "README 'GGUF: llama.cpp and Ollama' shows how to run them"
+    )
+    return 0
+
+
 def cmd_history(args) -> int:
     """Print every recorded move of MODEL@champion: who, when, why, and the version's metric."""
     from tasks import aliases
@@ -287,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--reason", required=True, help="why (kept in the alias history)")
     p.set_defaults(func=cmd_rollback)
+    p = sub.add_parser("gguf", help=cmd_gguf.__doc__)
+    p.add_argument("model", help="registered chat model, e.g. alpaca-chat-smoke")
+    p.add_argument("--version", help="the version to export (default: the one --alias names)")
+    p.add_argument("--alias", default="champion", help="used when --version is not given (default champion)")
+    p.add_argument("--forms", nargs="+", default=["f16", "q8_0"], choices=["f16", "q8_0"])
+    p.add_argument("--min-agreement", type=float, default=0.95, help="top-1 agreement a form needs to ship")
+    p.add_argument("--probes", type=int, default=16, help="recorded candidate answers to check against")
+    p.set_defaults(func=cmd_gguf)
     p = sub.add_parser("history", help=cmd_history.__doc__)
     p.add_argument("model")
     p.add_argument("--metric", default=None, help="the eval metric column to show (default: the gate's)")

@@ -40,7 +40,7 @@ def test_every_flow_has_a_deployment_and_every_routed_pool_a_stage_deployment():
     from tasks.runner import STAGE_FLOW
 
     by_flow = {load_flow(d["entrypoint"]).name: d for d in deployments()}
-    assert {f.name for f in FLOWS.values()} | {"pipeline", "promote", "rollback"} <= set(by_flow)
+    assert {f.name for f in FLOWS.values()} | {"pipeline", "promote", "rollback", "gguf"} <= set(by_flow)
     stage_pools = {d["name"] for d in deployments() if load_flow(d["entrypoint"]).name == STAGE_FLOW}
     for d in deployments():
         if load_flow(d["entrypoint"]).name == STAGE_FLOW:
