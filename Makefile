@@ -7,7 +7,7 @@ RECIPE  ?= recipes/classify-sst2-smoke.yaml
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install chromium run test test-unit test-integration test-e2e lint deployments serve serve-chat serve-rag mlflow-ui bench bench-int8 bench-batch-cost bench-chat bench-train bench-orchestration bench-retrieval bench-serving up down status clean
+.PHONY: install chromium run test test-unit test-integration test-e2e lint deployments serve serve-chat serve-rag mlflow-ui bench bench-int8 bench-batch-cost bench-chat bench-gguf bench-train bench-orchestration bench-retrieval bench-serving up down status clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,9 @@ bench-int8: $(STAMP)  ## the classifier's int8 configurations (u8/u8, u8/s8) sid
 
 bench-batch-cost: $(STAMP)  ## what a batch saves the classifier per text (CPU and wall), 1 thread vs all cores (about 1 min)
 	$(BIN)/python bench/classify_batch_cost.py
+
+bench-gguf: $(STAMP)  ## GGUF f16 and q8_0 of SmolLM2: size, write time, agreement with PyTorch read back (about 3 min)
+	$(BIN)/python bench/gguf_forms.py
 
 bench-chat: $(STAMP)  ## chat generation: PyTorch vs ORT fp32 vs every quantized form (about 5 min)
 	$(BIN)/python bench/chat_generation.py
