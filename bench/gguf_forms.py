@@ -35,10 +35,10 @@ def main() -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from bentos.classifier.runtime import cpu_name
+    from llmpath import settings
     from llmpath.causal import greedy
     from llmpath.chat import prompt_ids
     from llmpath.families.causal_lm.gguf import FORMS, measure_gguf, write_gguf
-    from llmpath import settings
     from llmpath.sources import resolve_model
 
     model_dir = Path(resolve_model(args.model).path)
