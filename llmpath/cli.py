@@ -128,6 +128,9 @@ def cmd_rollback(args) -> int:
 def cmd_gguf(args) -> int:
     """Write a chat model's version (its champion by default) as GGUF files for llama.cpp and Ollama, each
     checked against the version's greedy tokens, and attach them to the version."""
+    from tasks.gguf import check_exportable
+
+    check_exportable(args.model, args.version, args.alias, args.forms, args.min_agreement)  # before Prefect
     _use_stack()
     from flows.gguf import gguf
 

@@ -15,7 +15,7 @@ from llmpath.families.causal_lm.gguf import FORMS, GGUFError, measure_gguf, mode
 from llmpath.recipes import kind_named
 from tasks.stages import stage
 
-__all__ = ["FORMS", "GGUFError", "export_gguf", "gguf"]
+__all__ = ["FORMS", "GGUFError", "check_exportable", "export_gguf", "gguf"]
 
 
 def _client():
@@ -79,6 +79,19 @@ def _probes(run_id: str, limit: int) -> list[dict]:
     return probes
 
 
+def check_exportable(model: str, version: str | None, alias: str, forms, min_agreement: float) -> str:
+    """Everything `export_gguf` checks before any work (the CLI calls it before Prefect starts): the forms, the
+    floor, the version and its family. Returns the version number."""
+    unknown = [f for f in forms if f not in FORMS]
+    if unknown or not forms:
+        raise GGUFError(f"GGUF forms: {', '.join(unknown) or 'none given'}; choose from {', '.join(FORMS)}")
+    if not 0.0 <= min_agreement <= 1.0:
+        raise GGUFError(f"min_agreement must be between 0 and 1 (got {min_agreement})")
+    number = resolve_version(model, version, alias)
+    _source(model, number)
+    return number
+
+
 def export_gguf(
     model: str,
     version: str | None = None,
@@ -91,12 +104,7 @@ def export_gguf(
     `_agreement`). Raises GGUFError (run FAILED, nothing tagged) when no form reaches `min_agreement`."""
     import mlflow
 
-    unknown = [f for f in forms if f not in FORMS]
-    if unknown or not forms:
-        raise GGUFError(f"GGUF forms: {', '.join(unknown) or 'none given'}; choose from {', '.join(FORMS)}")
-    if not 0.0 <= min_agreement <= 1.0:
-        raise GGUFError(f"min_agreement must be between 0 and 1 (got {min_agreement})")
-    number = resolve_version(model, version, alias)
+    number = check_exportable(model, version, alias, forms, min_agreement)
     model_uri, run_id, experiment_id = _source(model, number)
     reference = _probes(run_id, probes)
     client = _client()

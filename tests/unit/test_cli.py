@@ -63,3 +63,14 @@ def test_history_of_a_model_without_moves(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert main(["history", "nothing-here"]) == 1
     assert "no recorded champion moves for 'nothing-here'" in capsys.readouterr().out
+
+
+def test_gguf_checks_before_starting_anything(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LLMPATH_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["gguf", "nothing-here", "--min-agreement", "1.5"]) == 2
+    assert "min_agreement must be between 0 and 1" in capsys.readouterr().err
+    assert main(["gguf", "nothing-here"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # MLflow logs its store's creation
+    assert len(errors) == 1 and "registered model 'nothing-here' has no alias @champion" in errors[0]
