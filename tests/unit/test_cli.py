@@ -72,5 +72,7 @@ def test_gguf_checks_before_starting_anything(tmp_path, capsys, monkeypatch):
     assert "min_agreement must be between 0 and 1" in capsys.readouterr().err
     assert main(["gguf", "nothing-here"]) == 2
     err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]  # MLflow logs its store's creation
+    errors = [
+        line for line in err.splitlines() if line.startswith("error:")
+    ]  # MLflow logs its store's creation
     assert len(errors) == 1 and "registered model 'nothing-here' has no alias @champion" in errors[0]
