@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", required=True, help="why (kept in the alias history)")
     p.set_defaults(func=cmd_rollback)
     p = sub.add_parser("gguf", help=cmd_gguf.__doc__)
-    p.add_argument("model", help="registered chat model, e.g. alpaca-chat-smoke")
+    p.add_argument("model", help="registered chat model, e.g. smollm2-alpaca-smoke")
     p.add_argument("--version", help="the version to export (default: the one --alias names)")
     p.add_argument("--alias", default="champion", help="used when --version is not given (default champion)")
     p.add_argument("--forms", nargs="+", default=["f16", "q8_0"], choices=["f16", "q8_0"])
