@@ -8,6 +8,7 @@ failed export is a FAILED run that tags nothing. It never moves an alias.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from llmpath import progress, tracking
@@ -48,7 +49,14 @@ def _source(model: str, version: str) -> tuple[str, str, str]:
     run_id, model_uri = tags.get("run_id"), tags.get("model_uri")
     if not run_id or not model_uri:
         raise LookupError(f"{model} v{version} was not registered by llmpath (no run_id/model_uri tags)")
-    run = client.get_run(run_id)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise LookupError(
+            f"{model} v{version}'s training run {run_id} is gone from the tracking store"
+        ) from None
     kind = run.data.params.get("kind", "")
     try:
         family = kind_named(kind).family.name
@@ -128,7 +136,8 @@ def export_gguf(
             for index, form in enumerate(forms):
                 with progress.part(index, len(forms), form):
                     started = time.perf_counter()
-                    path = write_gguf(model_dir, out / form / f"{model}-v{number}-{form}.gguf", form, model)
+                    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model}-v{number}-{form}")
+                    path = write_gguf(model_dir, out / form / f"{stem}.gguf", form, model)
                     written = time.perf_counter() - started
                     (path.parent / "Modelfile").write_text(
                         modelfile(path.name, tokenizer.chat_template, tokenizer.eos_token)
