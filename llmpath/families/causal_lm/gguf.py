@@ -158,10 +158,8 @@ def modelfile(gguf_name: str, chat_template: str | None, eos: str | None) -> str
     """An Ollama Modelfile beside the GGUF file: `ollama create NAME -f Modelfile`."""
     lines = [f"FROM ./{gguf_name}"]
     if chat_template and "<|im_start|>" in chat_template:  # ChatML, as SmolLM2's template
-        lines += [
-            'TEMPLATE """{{- if .System }}<|im_start|>system',
-            "{{ .System }}<|im_end|>",
-            "{{ end }}{{- range .Messages }}<|im_start|>{{ .Role }}",
+        lines += [  # .Messages holds the system message too
+            'TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}',
             "{{ .Content }}<|im_end|>",
             '{{ end }}<|im_start|>assistant\n"""',
         ]
