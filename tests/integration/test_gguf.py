@@ -106,7 +106,9 @@ def test_refuses_what_it_cannot_write_faithfully(tiny_bert, merged, tmp_path):
         write_gguf(merged, tmp_path / "x.gguf", "q4_k", "tiny")
     text = modelfile("m.gguf", "<|im_start|>{{ messages }}", "<|im_end|>")
     assert text.startswith("FROM ./m.gguf\n") and 'PARAMETER stop "<|im_end|>"' in text
-    assert "{{- range .Messages }}<|im_start|>{{ .Role }}" in text and ".System" not in text  # no double system
+    assert (
+        "{{- range .Messages }}<|im_start|>{{ .Role }}" in text and ".System" not in text
+    )  # no double system
     assert "TEMPLATE" not in modelfile("m.gguf", "{{ bos_token }}[INST]", None)  # not ChatML: the file's own
 
 
