@@ -151,3 +151,47 @@ def test_pretrain_flow_learns_gates_exports_and_packages(prefect_harness, home, 
     bento = bentoml.get(summary["bento"])
     assert bento.info.labels["version"] == "1"
     assert (Path(bento.path) / "src" / "service.py").read_text().count("chat/completions") >= 1
+
+
+def test_pretrain_resumes_from_a_checkpoint_of_the_whole_model(home, tmp_path, monkeypatch):
+    """The shared loop's checkpoints hold the whole model when there is no adapter: a training stopped after
+    its checkpoint at step 20 resumes there and ends where an uninterrupted run ends."""
+    import mlflow
+
+    from llmpath import tracking
+    from tasks.data import prepare
+    from tasks.runs import pipeline_run
+    from tasks.train import train
+
+    monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LLMPATH_CACHE_DIR", str(tmp_path / "cache"))
+    write_toy_data(tmp_path)
+    raw = pretrain_recipe("resume")
+    raw["train"] |= {"max_steps": 30, "checkpoint_every": 10, "threads": 1}
+    recipe = parse_recipe(raw)
+
+    def stop_at_25(step):
+        if step == 25:  # after the checkpoint at step 20
+            raise KeyboardInterrupt("stopped for the test")
+
+    with pipeline_run(recipe) as run:
+        data = prepare(recipe, run.run_id)
+        run.summary = {}
+    client = mlflow.MlflowClient()
+    experiment = client.get_run(run.run_id).info.experiment_id
+    stopped = client.create_run(experiment).info.run_id
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, data, stopped, on_step=stop_at_25)
+    assert client.get_run(stopped).data.tags["llmpath.checkpoint_step"] == "20"
+    files = {f.path.rsplit("/", 1)[-1] for f in client.list_artifacts(stopped, "checkpoints/step-000020")}
+    assert "model.safetensors" in files and "adapter.safetensors" not in files
+    client.set_terminated(stopped, "KILLED")
+
+    resumed = train(recipe, data, client.create_run(experiment).info.run_id)
+    assert resumed.resumed_from_step == 20 and resumed.steps == 30
+    fresh = train(
+        parse_recipe(raw | {"name": "resume-reference"}), data, client.create_run(experiment).info.run_id
+    )
+    assert fresh.resumed_from_step == 0
+    assert resumed.final_loss == pytest.approx(fresh.final_loss, rel=1e-4)
+    assert (tracking.download_model(resumed.model_uri) / "model.safetensors").is_file()
