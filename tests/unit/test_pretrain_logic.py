@@ -96,3 +96,16 @@ def test_the_model_shape_is_checked():
     with pytest.raises(ValueError, match="multiple of model.kv_heads"):
         PretrainModel(hidden_size=64, heads=4, kv_heads=3)
     assert PretrainModel(hidden_size=64, heads=4, kv_heads=2).kv_heads == 2
+
+
+def test_the_tokenizer_is_deterministic_and_round_trips_bytes():
+    """Each machine that builds the scratch base (the flow's, a GPU worker's) trains the same tokenizer."""
+    from llmpath.kinds.pretrain.base import train_tokenizer
+
+    texts = [f"the {c} cat sat on the {d} mat" for c in ("red", "blue", "tan") for d in ("old", "new")] * 5
+    first, second = (train_tokenizer(texts, 300, 2) for _ in range(2))
+    assert first.backend_tokenizer.to_str() == second.backend_tokenizer.to_str()
+    text = "the 日本 cat\t<|im_start|>x"
+    ids = first(text, add_special_tokens=False)["input_ids"]
+    assert first.decode(ids) == text
+    assert first.convert_ids_to_tokens([0, 1, 2]) == ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]

@@ -114,3 +114,7 @@ class PretrainRecipe(RecipeBase):
     eval: PretrainEval = PretrainEval()
     export: CausalExport = CausalExport()
     serve: CausalServe = CausalServe()
+
+    @property
+    def uses_hub(self) -> bool:
+        return False  # local files and a model from scratch: never the hub
