@@ -104,6 +104,11 @@ def test_pretrain_flow_learns_gates_exports_and_packages(prefect_harness, home, 
     issues = (data / "row_issues.csv").read_text()
     assert "toy.jsonl,101,text,missing" in issues, issues
     assert metrics["data.train_documents"] == 108 and metrics["data.validation_documents"] == 12
+    inputs = {i.dataset.name: i.tags[0].value for i in run.inputs.dataset_inputs}
+    assert inputs == {
+        "toy.jsonl + 1 more (training documents)": "training",
+        "toy.jsonl + 1 more (held-out part)": "validation",
+    }
     report = json.loads((data / "report.json").read_text())
     held = set(report["heldout_documents"])
     assert len(held) == 12
