@@ -200,3 +200,18 @@ def test_pretrain_resumes_from_a_checkpoint_of_the_whole_model(home, tmp_path, m
     assert fresh.resumed_from_step == 0
     assert resumed.final_loss == pytest.approx(fresh.final_loss, rel=1e-4)
     assert (tracking.download_model(resumed.model_uri) / "model.safetensors").is_file()
+
+
+def test_an_unchanged_pretrain_rerun_is_cached(prefect_harness, home, tmp_path, monkeypatch):
+    """The scratch base (tokenizer and random init) has a stable revision: a re-run reuses every cached stage."""
+    monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LLMPATH_CACHE_DIR", str(tmp_path / "cache"))
+    write_toy_data(tmp_path)
+    raw = pretrain_recipe("cache")
+    raw["train"] |= {"max_steps": 10}
+    cached = {"prepare_data", "finetune", "evaluate_base", "evaluate_candidate", "export", "parity"}
+    for _run in range(2):
+        state = pretrain(parse_recipe(raw), return_state=True)
+        assert state.is_completed(), state
+        states = task_states(state.state_details.flow_run_id, cached)
+    assert {s for s, name in states.items() if name == "Cached"} == cached, states
