@@ -1,6 +1,6 @@
 """Training checkpoints in the MLflow run, so a killed training stage resumes instead of starting over.
 
-A checkpoint is the trainable (adapter) weights as safetensors, the optimizer and schedule state and the torch RNG
+A checkpoint is the trainable weights as safetensors (the adapter's; a model trained whole, from scratch: all), the optimizer and schedule state and the torch RNG
 (loaded with `weights_only=True`), uploaded under `checkpoints/step-N/` of the training run. Only after the upload
 does the run's `llmpath.checkpoint_step` tag move, so a kill mid-upload leaves the previous checkpoint in force.
 A later run with the same finetune cache key (same data, model, settings and code) finds it by that key, takes it
@@ -44,18 +44,42 @@ class Checkpoint:
 def save(run_id: str, step: int, model, optimizer, schedule) -> None:
     import mlflow
     import torch
-    from peft import get_peft_model_state_dict
-    from safetensors.torch import save_file
 
     folder = tracking.scratch("ckpt-")
-    weights = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items()}
-    save_file(weights, folder / "adapter.safetensors")
+    _save_weights(model, folder)
     torch.save(optimizer.state_dict(), folder / "optimizer.pt")
     torch.save(schedule.state_dict(), folder / "schedule.pt")
     torch.save(torch.get_rng_state(), folder / "rng.pt")
     client = mlflow.MlflowClient()
     client.log_artifacts(run_id, str(folder), f"checkpoints/step-{step:06d}")
     client.set_tag(run_id, STEP_TAG, str(step))
+
+
+def _save_weights(model, folder) -> None:
+    """The adapter's weights (`adapter.safetensors`), or a model without one whole (`model.safetensors`;
+    safetensors' own writer, which keeps tied weights once)."""
+    if hasattr(model, "peft_config"):
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        weights = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+        save_file(weights, folder / "adapter.safetensors")
+    else:
+        from safetensors.torch import save_model
+
+        save_model(model, str(folder / "model.safetensors"))
+
+
+def _load_weights(model, folder) -> None:
+    if (folder / "model.safetensors").is_file():
+        from safetensors.torch import load_model
+
+        load_model(model, str(folder / "model.safetensors"))
+    else:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model, load_file(folder / "adapter.safetensors"))
 
 
 def claim(run_id: str, key: str) -> None:
@@ -121,11 +145,9 @@ def restore(
     import mlflow
     import torch
     from mlflow.entities import Metric
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
 
     folder = tracking.download(found.uri, fresh=True)  # a checkpoint path is rewritten
-    set_peft_model_state_dict(model, load_file(folder / "adapter.safetensors"))
+    _load_weights(model, folder)
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     schedule.load_state_dict(torch.load(folder / "schedule.pt", weights_only=True))
     torch.set_rng_state(torch.load(folder / "rng.pt", weights_only=True))

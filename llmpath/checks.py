@@ -12,7 +12,7 @@ def check_inputs(recipe: Recipe) -> None:
     enough bad rows; a corpus has text long enough to chunk and questions to gate on; the base model resolves. Raises DataError,
     ModelSourceError or ValueError with one line."""
     from llmpath.recipes import kind_of
-    from llmpath.sources import resolve_model
 
-    kind_of(recipe).check_inputs(recipe)
-    resolve_model(recipe.model.base, recipe.model.revision)
+    kind = kind_of(recipe)
+    kind.check_inputs(recipe)
+    kind.base_model(recipe)

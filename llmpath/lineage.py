@@ -40,18 +40,27 @@ def _client():
 def split_sources(cfg) -> dict[str, tuple[str, Any]]:
     """Prepared split -> (dataset name, MLflow dataset source) for a recipe's `data` section: files named
     relative to the data root (`sst2/dev.tsv`), hub datasets as `hub:ID (split)`. A validation split carved
-    out of the training file is that file's `(held-out part)`."""
+    out of the training file is that file's `(held-out part)`; documents drawn from several files (`sources`,
+    each with a `path`) are named after the first."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
 
     def source(name: str) -> tuple[str, Any]:
-        if cfg.hub:
+        if getattr(cfg, "hub", None):  # a data section of several files has none
             return f"hub:{cfg.hub} ({name})", HuggingFaceDatasetSource(path=cfg.hub, split=name)
         label = data_label(d.resolve_path(name), settings.data_root())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MLflow registers its local-file source twice and says so
             return label, resolve_dataset_source(label)
 
+    files = [s.path for s in getattr(cfg, "sources", None) or []]
+    if files:  # documents of several files, held out by document: both splits are parts of them all
+        label, first = source(files[0])
+        label += f" + {len(files) - 1} more" if len(files) > 1 else ""
+        return {
+            "train": (f"{label} (training documents)", first),
+            "validation": (f"{label} (held-out part)", first),
+        }
     train = source(cfg.train)
     if cfg.validation:
         return {"train": train, "validation": source(cfg.validation)}

@@ -211,6 +211,23 @@ class Kind:
         """The recipe's slice that decides the prepared data (beyond the data section and the files)."""
         return {}
 
+    def data_files(self, recipe) -> dict[str, str]:
+        """Each data file the prepared data reads -> what identifies its content (a digest; a hub dataset's id)."""
+        from llmpath import data as d
+        from llmpath.splits import file_digest
+
+        cfg = recipe.data
+        names = filter(None, (cfg.train, cfg.validation))
+        # A hub dataset is named, not hashed: pin its revision in the id if it must not move.
+        return {n: f"hub:{cfg.hub}" if cfg.hub else file_digest(d.resolve_path(n)) for n in names}
+
+    def base_model(self, recipe):
+        """The base weights (a folder `from_pretrained` loads) that training starts from and evaluation scores
+        as `base`: the recipe's `model.base` resolved; a kind that trains from scratch builds its own."""
+        from llmpath.sources import resolve_model
+
+        return resolve_model(recipe.model.base, recipe.model.revision)
+
     # ---- training
     def objective(self, recipe) -> Objective:
         raise NotImplementedError

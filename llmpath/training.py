@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from llmpath import checkpoints, faults, progress, tracking
 from llmpath.metrics.plots import plot_loss
 from llmpath.results import PreparedData, TrainedModel
-from llmpath.sources import resolve_model
+from llmpath.sources import ResolvedModel, resolve_model
 from llmpath.splits import read_split
 
 PIP_REQUIREMENTS = ["torch==2.13.0", "transformers>=4.57,<4.58", "safetensors"]
@@ -46,6 +46,14 @@ def batches(
     return out
 
 
+def parameter_counts(model) -> tuple[int, int]:
+    """(trainable, all) parameters: PEFT's own count for an adapter model; else counted (a model from scratch)."""
+    if hasattr(model, "get_nb_trainable_parameters"):
+        return model.get_nb_trainable_parameters()
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -62,10 +70,11 @@ def fit(
     objective,
     key: str,
     on_step: Callable[[int], None] | None = None,
+    base: ResolvedModel | None = None,
 ) -> TrainedModel:
     """Fine-tune with `objective`, checkpointing as it goes, then save adapter and merged model (safetensors).
     `key` names the training's inputs (the stage's cache key): if an earlier run with the same key was killed,
-    continue from its last checkpoint."""
+    continue from its last checkpoint. `base`: the weights to start from (default: the recipe's `model.base`)."""
     import mlflow
     import torch
     from mlflow.entities import Metric
@@ -73,12 +82,12 @@ def fit(
 
     cfg = recipe.train
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    base = resolve_model(recipe.model.base, recipe.model.revision)
+    base = base or resolve_model(recipe.model.base, recipe.model.revision)
     rows = read_split(data, "train")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # a GPU worker trains on its GPU
     torch.manual_seed(cfg.seed)
     model, tokenizer = objective.build(recipe, base.path, device)
-    trainable, total = model.get_nb_trainable_parameters()
+    trainable, total = parameter_counts(model)
     steps = total_steps(len(rows), recipe)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)

@@ -3,13 +3,10 @@ report are artifacts of the run (the splits also its dataset inputs), the report
 
 from __future__ import annotations
 
-from llmpath import data as d
 from llmpath import lineage
 from llmpath.links import artifact_key
 from llmpath.recipes import Recipe, kind_of
 from llmpath.results import PreparedData
-from llmpath.sources import resolve_model
-from llmpath.splits import file_digest
 from tasks.publish import publish_markdown
 from tasks.stages import kind_version, stage
 
@@ -28,19 +25,15 @@ def prepare(recipe: Recipe, run_id: str) -> PreparedData:
 
 def prepare_key(recipe: Recipe, **_) -> dict:
     """What decides the prepared data: the data section, the files' bytes, the tokenizer (base model revision)."""
-    cfg = recipe.data
-    files = {}
-    for name in filter(None, (cfg.train, cfg.validation)):
-        # A hub dataset is named, not hashed: pin its revision in the id if it must not move.
-        files[name] = f"hub:{cfg.hub}" if cfg.hub else file_digest(d.resolve_path(name))
-    base = resolve_model(recipe.model.base, recipe.model.revision)
+    kind = kind_of(recipe)
+    base = kind.base_model(recipe)
     return {
         "kind": recipe.kind,
-        "data": cfg.model_dump(),
-        "files": files,
+        "data": recipe.data.model_dump(),
+        "files": kind.data_files(recipe),
         "model": recipe.model.model_dump(),
         "base": base.revision,
-    } | kind_of(recipe).data_key(recipe)
+    } | kind.data_key(recipe)
 
 
 prepare_data = stage(prepare, name="prepare_data", key=prepare_key, version=kind_version)

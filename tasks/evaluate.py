@@ -7,7 +7,6 @@ from __future__ import annotations
 from llmpath import lineage, links, tracking
 from llmpath.recipes import Recipe, kind_of
 from llmpath.results import Evaluation, PreparedData, TrainedModel
-from llmpath.sources import resolve_model
 from llmpath.splits import read_split
 from tasks.stages import kind_version, stage
 
@@ -17,7 +16,7 @@ def score_base(recipe: Recipe, data: PreparedData, run_id: str) -> Evaluation:
     belong to the base's logged model, never to the candidate."""
     import mlflow
 
-    base = resolve_model(recipe.model.base, recipe.model.revision)
+    base = kind_of(recipe).base_model(recipe)
     tracking.configure()
     experiment_id = mlflow.MlflowClient().get_run(run_id).info.experiment_id
     model_id = lineage.base_model(experiment_id, run_id, recipe.model.base, base.revision)

@@ -22,7 +22,8 @@ def train(
     """Fine-tune the recipe's model with its kind's objective. If an earlier run with the same inputs (this
     stage's cache key) was killed, continue from its last checkpoint."""
     key = stage_key(finetune, recipe=recipe, data=data)
-    return fit(recipe, data, run_id, kind_of(recipe).objective(recipe), key, on_step)
+    kind = kind_of(recipe)
+    return fit(recipe, data, run_id, kind.objective(recipe), key, on_step, base=kind.base_model(recipe))
 
 
 def train_key(recipe: Recipe, data: PreparedData, **_) -> dict:
@@ -33,7 +34,7 @@ def train_key(recipe: Recipe, data: PreparedData, **_) -> dict:
         "kind": recipe.kind,
         "base": data.base_revision,
         "model": recipe.model.model_dump(),
-        "lora": recipe.lora.model_dump(),
+        "lora": lora.model_dump() if (lora := getattr(recipe, "lora", None)) else None,  # none from scratch
         "train": settings,
     } | kind_of(recipe).train_key(recipe)
 

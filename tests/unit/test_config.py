@@ -45,6 +45,11 @@ def test_every_recipe_validates(path):
     elif recipe.kind == "rag":
         assert recipe.corpus.sources and recipe.eval.metric == "recall_at_5" and 0 < recipe.eval.floor <= 1
         assert recipe.serve.bento_name.startswith("llmpath-rag")
+    elif recipe.kind == "pretrain":
+        assert (
+            recipe.data.sources and recipe.model.base == "scratch" and recipe.eval.metric == "neg_perplexity"
+        )
+        assert recipe.serve.bento_name.startswith("llmpath-pretrain")
     else:
         assert recipe.eval.metric == "rouge_l" and recipe.serve.bento_name.startswith("llmpath-chat")
 
