@@ -181,6 +181,11 @@ def field_at(model: type[BaseModel], loc: tuple) -> Any:
     return info
 
 
+def _and(names: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _format_errors(
     source: str,
     err: ValidationError,
@@ -200,9 +205,7 @@ def _format_errors(
         if e["type"] == "extra_forbidden":
             others = [k for k, cls in classes.items() if k != kind and field_at(cls, tuple(loc))]
             if kind and others:
-                problems.append(
-                    f"{key}: not a key of a {kind} recipe ({' and '.join(others)} recipes have it)"
-                )
+                problems.append(f"{key}: not a key of a {kind} recipe ({_and(others)} recipes have it)")
             else:
                 problems.append(f"{key}: unknown key (a typo? `llmpath kinds --fields KIND` lists every key)")
         elif e["type"] == "missing":

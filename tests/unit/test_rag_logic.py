@@ -158,7 +158,10 @@ def test_rag_recipe_defaults():
     "change, message",
     [
         ({"corpus": None}, "corpus: missing (required: The documents to index)"),
-        ({"data": {"train": "x.tsv"}}, "data: not a key of a rag recipe (chat and classify recipes have it)"),
+        (
+            {"data": {"train": "x.tsv"}},
+            "data: not a key of a rag recipe (chat, classify and pretrain recipes have it)",
+        ),
         ({"eval": {"metric": "accuracy"}}, "eval.metric: Input should be 'recall_at_5' in a rag recipe"),
         ({"ask": {"prompt_template": "no slots {question}"}}, "must contain {context}"),
         ({"corpus": {"sources": [{"path": "a"}], "chunk_overlap": 64, "chunk_tokens": 64}}, "chunk_overlap"),
