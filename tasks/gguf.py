@@ -13,7 +13,7 @@ import time
 
 from llmpath import progress, tracking
 from llmpath.families.causal_lm.gguf import FORMS, GGUFError, measure_gguf, modelfile, write_gguf
-from llmpath.recipes import kind_named
+from llmpath.recipes import kind_named, kinds
 from tasks.stages import stage
 
 __all__ = ["FORMS", "GGUFError", "check_exportable", "export_gguf", "gguf"]
@@ -63,9 +63,10 @@ def _source(model: str, version: str) -> tuple[str, str, str]:
     except ValueError:
         family = "unknown"
     if family != "causal-lm":
+        causal = sorted(name for name, k in kinds().items() if k.family.name == "causal-lm")
         raise GGUFError(
             f"{model} v{version} is a {kind or 'unknown'}-kind model ({family} family): GGUF export is for "
-            "causal LMs (chat recipes)"
+            f"causal LMs ({', '.join(causal)} recipes)"
         )
     return model_uri, run_id, run.info.experiment_id
 
