@@ -160,9 +160,18 @@ def read_split(data: PreparedData, name: str) -> list[dict]:
     return pd.read_parquet(folder / f"{name}.parquet").to_dict("records")
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
 def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """sha256 of the file's bytes, computed once per process for each (file, size, mtime): the stages of one run
+    ask for the digests of the same data files several times. A rewritten file has a new mtime, so a new digest."""
+    st = path.stat()
+    key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]

@@ -227,3 +227,20 @@ def test_jsonl_rows_may_hold_characters_that_splitlines_breaks_on(tmp_path, sepa
     rows = [{"text": f"one{separator}row", "label": 1}, {"text": "two", "label": 0}]
     path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     assert read_table(path) == rows
+
+
+def test_file_digest_is_remembered_but_follows_a_rewritten_file(tmp_path):
+    import hashlib
+    import os
+
+    from llmpath.splits import file_digest
+
+    f = tmp_path / "train.tsv"
+    f.write_bytes(b"aaaa")
+    first = file_digest(f)
+    assert first == hashlib.sha256(b"aaaa").hexdigest()
+    assert file_digest(f) == first
+    st = f.stat()
+    f.write_bytes(b"bbbb")  # same size: only the mtime tells the files apart
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert file_digest(f) == hashlib.sha256(b"bbbb").hexdigest()
