@@ -44,7 +44,7 @@ class PreparedData(StageResult):
 class TrainedModel(StageResult):
     run_id: str
     model_uri: str  # merged model (safetensors + tokenizer)
-    adapter_uri: str
+    adapter_uri: str | None = None  # None: trained whole, no adapter (pretrain)
     base_revision: str
     steps: int
     final_loss: float

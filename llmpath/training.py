@@ -161,12 +161,16 @@ def fit(
                         break
         seconds = time.perf_counter() - started
         out_dir = tracking.scratch("train-")
-        model.save_pretrained(out_dir / "adapter", safe_serialization=True)
-        tokenizer.save_pretrained(out_dir / "adapter")
+        # A model trained whole (no PEFT adapter, e.g. pretrain) is its own merged form: one copy, no `adapter`.
+        has_adapter = hasattr(model, "peft_config")
+        if has_adapter:
+            model.save_pretrained(out_dir / "adapter", safe_serialization=True)
+            tokenizer.save_pretrained(out_dir / "adapter")
         merged = objective.merged(model, recipe, base.path, out_dir / "adapter").to("cpu")
         merged.save_pretrained(out_dir / "model", safe_serialization=True)
         tokenizer.save_pretrained(out_dir / "model")
-        mlflow.log_artifacts(str(out_dir / "adapter"), "adapter")
+        if has_adapter:
+            mlflow.log_artifacts(str(out_dir / "adapter"), "adapter")
         # The merged model is an MLflow Model (transformers flavour) so the registry can version it as is.
         logged = mlflow.transformers.log_model(
             str(out_dir / "model"),
@@ -191,7 +195,7 @@ def fit(
     return TrainedModel(
         run_id=run_id,
         model_uri=logged.model_uri,
-        adapter_uri=tracking.artifact_uri(run_id, "adapter"),
+        adapter_uri=tracking.artifact_uri(run_id, "adapter") if has_adapter else None,
         base_revision=base.revision,
         steps=steps,
         final_loss=losses[-1][1],

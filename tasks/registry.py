@@ -78,11 +78,12 @@ def register_model(recipe: Recipe, trained: TrainedModel, candidate: Evaluation,
     tags = {
         "run_id": trained.run_id,
         "model_uri": trained.model_uri,
-        "adapter_uri": trained.adapter_uri,
         "base_model": recipe.model.base,
         "base_revision": trained.base_revision,
         "recipe": recipe.name,
     } | evals
+    if trained.adapter_uri:
+        tags["adapter_uri"] = trained.adapter_uri
     with locks.registry_lock(name, "register", create=True):
         registration = register_version(
             name,

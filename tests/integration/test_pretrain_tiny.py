@@ -121,7 +121,11 @@ def test_pretrain_flow_learns_gates_exports_and_packages(prefect_harness, home, 
     validation = pd.read_parquet(data / "validation.parquet")
     assert held.isdisjoint(d for docs in train["docs"] for d in docs)
     assert held == {d for docs in validation["docs"] for d in docs}
-    model_dir = tracking.download_model(client.get_model_version("toy-gpt", "1").source)
+    version = client.get_model_version("toy-gpt", "1")
+    model_dir = tracking.download_model(version.source)
+    # Trained whole: one copy of the weights (the model), no `adapter` artifact or tag.
+    assert "adapter" not in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "adapter_uri" not in version.tags and version.tags["run_id"] == run.info.run_id
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     index = {f"toy.jsonl#{i + 1}": i for i in range(100)} | {
         f"toy_alpaca.json#{i - 99}": i for i in range(100, 120)
