@@ -50,7 +50,7 @@ def toy_squad(path: Path, paragraphs: int = 40, questions: int = 4, seed: int = 
         qas = [
             {
                 "id": f"p{p}q{k}",
-                "question": f"which colour is it {k}",
+                "question": f"which colour is it {p} {k}",
                 "answers": [{"text": colour, "answer_start": start}],
             }
             for k in range(questions)
@@ -75,17 +75,31 @@ def qa_recipe(name: str, model: Path) -> dict:
     }
 
 
-def test_qa_flow_learns_gates_exports_packages_and_reads_for_others(
-    prefect_harness, home, tmp_path, monkeypatch, tiny_bert
-):
+@pytest.fixture(scope="module")
+def trained(prefect_harness, tiny_bert, tmp_path_factory):
+    """The qa flow run once on toy data in a home of its own; yields (home, the flow's final state)."""
+    root = tmp_path_factory.mktemp("qa-tiny")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LLMPATH_HOME", str(root))
+    mp.setenv("LLMPATH_DATA_DIR", str(root))
+    mp.delenv("LLMPATH_ARTIFACT_ROOT", raising=False)
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    mp.delenv("LLMPATH_MILVUS_URI", raising=False)
+    toy_squad(root / "toy-squad.json")
+    try:
+        yield root, qa(parse_recipe(qa_recipe("toy", tiny_bert)), return_state=True)
+    finally:
+        mp.undo()
+
+
+def test_qa_flow_learns_gates_exports_packages_and_reads_for_others(trained):
     import bentoml
     import mlflow
 
     from llmpath.families.span.reader import read_passages, registry_reader
 
-    monkeypatch.setenv("LLMPATH_DATA_DIR", str(tmp_path))
-    toy_squad(tmp_path / "toy-squad.json")
-    state = qa(parse_recipe(qa_recipe("toy", tiny_bert)), return_state=True)
+    _, state = trained  # its home stays in force (LLMPATH_HOME) for the module
     assert state.is_completed(), state
     summary = state.result()
     stages = {
@@ -139,10 +153,68 @@ def test_qa_flow_learns_gates_exports_packages_and_reads_for_others(
     assert json.loads((src / "bento_config.json").read_text())["stride"] == 16
 
     # The champion as an extractive reader for another kind (rag's ask.reader: registry:toy-qa).
-    reader, revision = registry_reader("registry:toy-qa")
-    assert revision.startswith("toy-qa v1 (") and reader.max_length == 64
-    got = read_passages(reader, "which colour is it 0", ["", "the old road near the purple stone ."])
+    found = registry_reader("registry:toy-qa")
+    assert found.revision.startswith("toy-qa v1 (") and found.reader.max_length == 64
+    assert found.trained_questions == set(train["question"])
+    got = read_passages(found.reader, "which colour is it 0", ["", "the old road near the purple stone ."])
     assert got["passage"] == 1 and got["answer"] == "purple"
     assert "the old road near the purple stone ."[got["start"] : got["end"]] == "purple"
     with pytest.raises(LookupError, match="nobody has no champion"):
         registry_reader("registry:nobody")
+
+
+def test_rag_answers_with_the_qa_champion_as_its_extractive_reader(trained, smollm2_tokenizer):
+    """rag on the same toy SQuAD file with `ask.reader: registry:toy-qa`: the extractive reader answers the same
+    sampled questions from the same retrieved passages; EM/F1 of both readers, overall and on the questions the
+    reader was not trained on, as metrics and a table."""
+    import mlflow
+    import pandas as pd
+
+    from flows.rag import rag
+    from tests.conftest import make_tiny_llama
+
+    root, state = trained
+    assert state.is_completed()
+    chat = root / "tiny-chat"
+    make_tiny_llama(smollm2_tokenizer, hidden=32).save_pretrained(chat, safe_serialization=True)
+    smollm2_tokenizer.save_pretrained(chat)
+    raw = {
+        "name": "rag-reader",
+        "kind": "rag",
+        "registered_model": "rag-reader-index",
+        "corpus": {
+            "sources": [{"path": "toy-squad.json"}],
+            "chunking": "paragraph",
+            "max_invalid_fraction": 0.05,
+        },
+        "index": {"type": "FLAT", "onnx": True},
+        "eval": {"floor": 0.0},
+        "ask": {
+            "chat_model": str(chat),
+            "k": 2,
+            "sample": 40,
+            "max_new_tokens": 4,
+            "reader": "registry:toy-qa",
+        },
+    }
+    summary = rag(parse_recipe(raw))
+    client = mlflow.MlflowClient()
+    run = client.get_run(summary["mlflow run"])
+    m, tags = run.data.metrics, run.data.tags
+    assert tags["ask.reader"].startswith("toy-qa v1 (")
+    assert {"qa.extractive.exact_match", "qa.extractive.f1", "qa.rag.f1"} <= set(m) and m[
+        "qa.questions"
+    ] == 40
+    answers = client.load_table(run.info.experiment_id, "eval/answers.json", [run.info.run_id])
+    assert set(answers["extractive"]) <= set(COLOURS) | {""}  # spans of the passages: the colour words
+    qa_run = client.get_model_version("toy-qa", "1").run_id
+    trained_on = set(
+        pd.read_parquet(mlflow.artifacts.download_artifacts(f"runs:/{qa_run}/data/train.parquet"))["question"]
+    )
+    assert list(answers["reader_trained_on"]) == [q in trained_on for q in answers["question"]]
+    held = ~answers["reader_trained_on"]
+    assert m["qa.heldout.questions"] == held.sum() > 0
+    assert m["qa.extractive.heldout_f1"] == pytest.approx(answers["extractive_f1"][held].mean())
+    assert m["qa.rag.heldout_f1"] == pytest.approx(answers["f1"][held].mean())
+    table = client.load_table(run.info.experiment_id, "eval/readers.json", [run.info.run_id])
+    assert len(table) == 5 and table["reader"].str.startswith("extractive: toy-qa v1").sum() == 2

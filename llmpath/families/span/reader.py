@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -96,11 +97,21 @@ def span_agreement(a: Sequence[dict], b: Sequence[dict]) -> float:
 # ---- the extractive reader another kind answers with -------------------------------------------------------
 
 
-def registry_reader(
-    source: str, max_length: int = 384, stride: int = 128, max_answer_tokens: int = 30
-) -> tuple[OnnxReader, str]:
-    """`registry:NAME`: the deployable ONNX form of NAME's champion, as a reader; and what identifies it."""
+@dataclass(frozen=True)
+class RegistryReader:
+    """A qa champion as a reader: its ONNX form, what identifies it, and the questions it was trained on (so a
+    comparison on the same corpus can leave them out)."""
+
+    reader: OnnxReader
+    revision: str
+    trained_questions: frozenset[str]
+
+
+def registry_reader(source: str, stride: int = 128, max_answer_tokens: int = 30) -> RegistryReader:
+    """`registry:NAME`: the deployable ONNX form of NAME's champion (with the token window it was checked
+    with), what identifies it, and its training questions (its run's prepared `train` split)."""
     import mlflow
+    import pandas as pd
     from mlflow.exceptions import MlflowException
 
     if not source.startswith("registry:"):
@@ -120,9 +131,22 @@ def registry_reader(
     if not any(str(a).endswith("ForQuestionAnswering") for a in architectures):
         raise LookupError(f"ask.reader {source}: v{version.version} is not a span (extractive QA) model")
     settings = json.loads((folder / READER_FILE).read_text()) if (folder / READER_FILE).is_file() else {}
-    length = int(settings.get("max_length", max_length))
-    reader = OnnxReader(folder, max_length=length, stride=stride, max_answer_tokens=max_answer_tokens)
-    return reader, f"{name} v{version.version} ({tags.get('deployable.form', 'fp32')})"
+    reader = OnnxReader(
+        folder,
+        max_length=int(settings.get("max_length", 384)),
+        stride=stride,
+        max_answer_tokens=max_answer_tokens,
+    )
+    trained: frozenset[str] = frozenset()
+    run_id = tags.get("run_id") or version.run_id
+    if run_id:
+        try:
+            split = tracking.download(f"runs:/{run_id}/data/train.parquet")
+            trained = frozenset(pd.read_parquet(split, columns=["question"])["question"].str.strip())
+        except Exception as err:  # a record to compare against, not the reader: say so and go on
+            print(f"ask.reader {source}: its training questions could not be read ({type(err).__name__})")
+    revision = f"{name} v{version.version} ({tags.get('deployable.form', 'fp32')})"
+    return RegistryReader(reader, revision, trained)
 
 
 def read_passages(reader: OnnxReader, question: str, passages: Sequence[str]) -> dict:
