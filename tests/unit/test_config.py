@@ -50,6 +50,9 @@ def test_every_recipe_validates(path):
             recipe.data.sources and recipe.model.base == "scratch" and recipe.eval.metric == "neg_perplexity"
         )
         assert recipe.serve.bento_name.startswith("llmpath-pretrain")
+    elif recipe.kind == "qa":
+        assert recipe.data.train.endswith(".json") and recipe.eval.metric in {"f1", "exact_match"}
+        assert recipe.serve.bento_name.startswith("llmpath-qa")
     else:
         assert recipe.eval.metric == "rouge_l" and recipe.serve.bento_name.startswith("llmpath-chat")
 

@@ -65,6 +65,12 @@ class AskConfig(AskSettings):
         description="The same question without retrieval, for the closed-book comparison.",
     )
     sample: int = Field(16, ge=0, description="Questions answered in evaluation (0 skips it).")
+    reader: str | None = Field(
+        None,
+        pattern=r"^registry:[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="`registry:NAME`: that qa model's champion also answers the sampled questions, extractively "
+        "from the same retrieved passages; EM/F1 of both readers side by side (evaluation only).",
+    )
 
 
 class RagModel(ModelConfig):
