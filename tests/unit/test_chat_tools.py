@@ -197,3 +197,45 @@ def test_streamed_text_without_calls_and_invalid_calls_come_through_whole():
     prefix = '<tool_call>{"name": "get_weather", "arguments": '
     deltas, reason = _stream(_pieces('{"city": "Oslo"}}</tool_call>'), prefix)
     assert reason == "tool_calls" and not any("content" in d for d in deltas)
+
+
+def test_call_accuracy_needs_the_right_function_and_equal_arguments():
+    from llmpath.kinds.chat.calls import call_metrics, call_prompts, score_call
+
+    reference = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+    right = score_call(call_text([reference]), FUNCTIONS, reference)
+    other_city = score_call(
+        call_text([{"name": "get_weather", "arguments": {"city": "Rome"}}]), FUNCTIONS, reference
+    )
+    prose = score_call("It is sunny in Oslo.", FUNCTIONS, reference)
+    broken = score_call(
+        '<tool_call>{"name": "get_weather", "arguments": {"city": 1}}</tool_call>', FUNCTIONS, reference
+    )
+    assert (right["correct"], other_city["correct"], prose["correct"], broken["correct"]) == (
+        True,
+        False,
+        False,
+        False,
+    )
+    assert other_city["right_function"] and not broken["valid_call"] and "type" in broken["problem"]
+    metrics = call_metrics([right, other_city, prose, broken])
+    assert metrics == {
+        "call_accuracy": 0.25,
+        "function_accuracy": 0.5,
+        "valid_call_share": 0.5,
+        "call_prompts": 4.0,
+    }
+
+    messages = [
+        {"role": "user", "content": "Oslo?", "tools": FUNCTIONS},
+        {"role": "assistant", "content": "", "tool_calls": [reference]},
+        {"role": "tool", "content": "{}"},
+        {
+            "role": "assistant",
+            "content": "ok",
+            "tool_calls": [{"name": "get_weather", "arguments": {"city": "X"}}],
+        },
+    ]
+    rows = [{"messages": json.dumps(m), "truncated": False} for m in ([messages[0]], messages, messages)]
+    prompts = call_prompts(rows, limit=1)  # rows without a call are skipped; the first call is the reference
+    assert prompts == [([messages[0]], reference)]
