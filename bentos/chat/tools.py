@@ -98,6 +98,38 @@ def check_tools(tools: Any, where: str = "tools") -> list[dict[str, Any]]:
     return functions
 
 
+@dataclass
+class Tools:
+    """What a request's tools and tool_choice ask for: the functions offered (none: tools off, no call is
+    parsed) and the text the answer is forced to start with ("required", or a named function)."""
+
+    functions: list[dict[str, Any]] = field(default_factory=list)
+    prefix: str = ""
+
+
+def choose(tools: Any, tool_choice: Any) -> Tools:
+    """OpenAI's `tools` and `tool_choice` ("none", "auto", "required", {"type": "function", "function":
+    {"name": ...}}; default auto with tools, none without) as Tools; ToolError naming the field otherwise."""
+    functions = check_tools(tools) if tools else []
+    choice = tool_choice if tool_choice is not None else ("auto" if functions else "none")
+    if choice == "none":
+        return Tools()  # the tools stay out of the prompt and nothing is parsed
+    if not functions:
+        raise ToolError("tool_choice", "needs tools: send tools, or omit tool_choice")
+    if choice in ("auto", "required"):
+        return Tools(functions, CALL_OPEN if choice == "required" else "")
+    function = choice.get("function") if isinstance(choice, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(choice, dict) or choice.get("type") != "function" or not isinstance(name, str):
+        shape = '"none", "auto", "required" or {"type": "function", "function": {"name": ...}}'
+        raise ToolError("tool_choice", f"must be {shape}")
+    named = [f for f in functions if f["name"] == name]
+    if not named:
+        raise ToolError("tool_choice", "names a function that is not in tools")
+    # Ends before the space: BPE joins it to the next token (' {"'), as the call text was tokenized.
+    return Tools(named, f'{CALL_OPEN}{{"name": {json.dumps(name)}, "arguments":')
+
+
 def template_has_tools(tokenizer) -> bool:
     """Whether the tokenizer's chat template renders tool definitions itself (it reads a `tools` variable)."""
     template = getattr(tokenizer, "chat_template", None) or ""

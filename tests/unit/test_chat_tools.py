@@ -194,7 +194,7 @@ def test_streamed_text_without_calls_and_invalid_calls_come_through_whole():
     deltas, reason = _stream(_pieces(broken))
     assert reason == "stop" and "".join(d["content"] for d in deltas) == broken
     # A forced prefix (tool_choice naming a function) is part of the call the stream reads.
-    prefix = '<tool_call>{"name": "get_weather", "arguments": '
+    prefix = '<tool_call>{"name": "get_weather", "arguments":'
     deltas, reason = _stream(_pieces('{"city": "Oslo"}}</tool_call>'), prefix)
     assert reason == "tool_calls" and not any("content" in d for d in deltas)
 
