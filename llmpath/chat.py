@@ -20,6 +20,8 @@ SHAREGPT_ROLES = {
     "user": "user",
     "gpt": "assistant",
     "assistant": "assistant",
+    "function_call": "assistant",  # glaive/LLaMA-Factory: the assistant's call, {"name", "arguments"} as JSON
+    "observation": "tool",  # the tool's result
 }
 IGNORE = -100  # label of a token the loss does not count
 
@@ -35,6 +37,7 @@ class ChatColumns:
     system: str = "system"
     messages: str = "messages"
     conversations: str = "conversations"
+    tools: str = "tools"
 
 
 def detect_format(row: dict[str, Any], cols: ChatColumns) -> str | None:
@@ -103,13 +106,74 @@ def _turns(row: dict[str, Any], column: str, role_key: str, text_key: str, role_
         if p:
             problems.append((f"{where}.{text_key}", p))
             continue
+        if role == "function_call":
+            calls, p = _calls(content)
+            if p:
+                problems.append((f"{where}.{text_key}", p))
+                continue
+            messages.append({"role": "assistant", "content": "", "tool_calls": calls})
+            continue
         messages.append({"role": role_map[role], "content": content})
     return messages, problems
+
+
+def _calls(text: str) -> tuple[list[dict[str, Any]], str | None]:
+    """A function_call turn's calls: one {"name", "arguments"} object (or a list of them) as JSON text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return [], "a function call that is not valid JSON"
+    calls = value if isinstance(value, list) else [value]
+    for call in calls:
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            return [], "a function call without a name"
+        arguments = call.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                return [], "a function call whose arguments are not valid JSON"
+        if not isinstance(arguments, dict):
+            return [], "a function call whose arguments are not an object"
+        call["arguments"] = arguments
+    return [{"name": c["name"], "arguments": c["arguments"]} for c in calls], None
+
+
+def _tools(row: dict[str, Any], cols: ChatColumns, messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The row's tool definitions (a list, or its JSON text) checked and put on its first message; every call
+    must name one of them, with arguments its parameters schema accepts."""
+    from bentos.chat.tools import ToolError, check_tools, validate_arguments
+
+    value = row.get(cols.tools)
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else None
+        except ValueError:
+            return [(cols.tools, "not valid JSON")]
+    functions = []
+    if value:
+        try:
+            functions = check_tools(value, cols.tools)
+        except ToolError as err:
+            return [(err.param, err.message)]
+        messages[0]["tools"] = functions
+    by_name = {f["name"]: f for f in functions}
+    for i, message in enumerate(messages):
+        for call in message.get("tool_calls") or []:
+            if call["name"] not in by_name:
+                return [(f"{cols.conversations}[{i}]", "a function call names no tool of the row's tools")]
+            if validate_arguments(call["arguments"], by_name[call["name"]]["parameters"]):
+                return [(f"{cols.conversations}[{i}]", "a function call's arguments fail its tool's schema")]
+    return []
 
 
 def _order_problems(messages: list[dict[str, str]], column: str) -> list[tuple[str, str]]:
     """System only first; user and assistant alternate, starting with user; at least one assistant turn."""
     roles = [m["role"] for m in messages]
+    for i, role in enumerate(roles):
+        if role == "tool" and not (i and (messages[i - 1].get("tool_calls") or roles[i - 1] == "tool")):
+            return [(column, "bad role order: a tool result must follow a function call")]
+    roles = ["user" if r == "tool" else r for r in roles]  # a result answers the call, as a user turn would
     body = roles[1:] if roles and roles[0] == "system" else roles
     if "system" in body:
         return [(column, "bad role order: a system turn may only come first")]
@@ -133,6 +197,8 @@ def to_messages(row: dict[str, Any], cols: ChatColumns) -> tuple[list[dict[str, 
     elif fmt == "sharegpt":
         messages, problems = _turns(row, cols.conversations, "from", "value", SHAREGPT_ROLES)
         column = cols.conversations
+        if not problems and (cols.tools in row or any(m.get("tool_calls") for m in messages)):
+            problems = _tools(row, cols, messages)
     else:
         wanted = f"{cols.instruction}/{cols.output}, {cols.messages} or {cols.conversations}"
         return [], [("(row)", f"missing: none of the columns {wanted}")]
@@ -181,7 +247,12 @@ def _ids(tokenizer, messages: list[dict[str, str]], generation_prompt: bool) -> 
     """The conversation in the chat template with message text as plain text, exactly as the chat Bento
     encodes a request: a row whose text holds `<|im_end|>` trains on those characters, not on a control token."""
     from bentos.chat.runtime import encode_chat
+    from bentos.chat.tools import flatten, template_has_tools
 
+    functions = next((m["tools"] for m in messages if m.get("tools")), None)
+    if functions or any(m["role"] == "tool" or m.get("tool_calls") for m in messages):
+        messages, native = flatten(messages, functions, template_has_tools(tokenizer))
+        return encode_chat(tokenizer, messages, add_generation_prompt=generation_prompt, tools=native)
     return encode_chat(tokenizer, messages, add_generation_prompt=generation_prompt)
 
 

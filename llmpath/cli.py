@@ -156,7 +156,7 @@ def cmd_history(args) -> int:
     metric = args.metric
     if metric is None:  # the gate metric of this model's kind: the one its versions were scored on
         recorded = {key for move in moves for key in move.metrics}
-        gates = ("accuracy", "macro_f1", "rouge_l", "recall_at_5")
+        gates = ("accuracy", "macro_f1", "rouge_l", "call_accuracy", "recall_at_5")
         metric = next((m for m in gates if f"eval.{m}" in recorded), "accuracy")
     print(aliases.table(moves, metric))
     return 0

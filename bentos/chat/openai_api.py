@@ -1,5 +1,6 @@
 """OpenAI's Chat Completions protocol as the chat Bento implements it: the request schema with its limits, what
 is accepted only at its no-op value, and errors in OpenAI's shape (`{"error": {message, type, param, code}}`).
+Tools: `tools`, `tool_choice`, assistant `tool_calls` and `tool` messages (rendering and parsing: tools.py).
 
 Pure pydantic and FastAPI: no model, no BentoML. The limits come from the Bento's typed serve config
 (bento_config.json beside this file, read as chat_config.py's ChatServe: one schema, one set of defaults)."""
@@ -22,14 +23,17 @@ from pydantic import (
     StrictBool,
     StrictStr,
     field_validator,
+    model_validator,
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 try:
     import serve_config  # in the Bento: copied beside this file at packaging
+    import tools as toolkit
     from chat_config import ChatServe
 except ImportError:  # in the repo
     from bentos import serve_config
+    from bentos.chat import tools as toolkit
     from bentos.chat.chat_config import ChatServe
 
 HERE = Path(__file__).resolve().parent
@@ -64,8 +68,6 @@ NO_OP = {
     "logit_bias": (None, {}),
     "logprobs": (None, False),
     "top_logprobs": (None, 0),
-    "tools": (None, []),
-    "tool_choice": (None, "none"),
     "functions": (None, []),
     "function_call": (None, "none"),
     "response_format": (None, {"type": "text"}),
@@ -99,29 +101,67 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[StrictStr, Field(pattern=toolkit.NAME.pattern)]
+    arguments: Annotated[StrictStr, Field(max_length=MAX_CHARS, description="a JSON object, as text")]
+
+    @field_validator("arguments")
+    @classmethod
+    def _json_object(cls, value: str) -> str:
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):
+            raise ValueError("is not valid JSON") from None
+        if not isinstance(parsed, dict):
+            raise ValueError("must be a JSON object")
+        return value
+
+
+class ToolCall(BaseModel):
+    """A call an assistant turn made (clients send it back with the tool's result)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    type: Literal["function"]
+    function: FunctionCall
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: Literal["system", "developer", "user", "assistant"]
-    content: Annotated[str | list[TextPart], Field(description=f"text, or text parts; {MAX_CHARS} chars")]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Annotated[
+        str | list[TextPart] | None, Field(description=f"text, or text parts; {MAX_CHARS} chars")
+    ]  # null (or left out) only on an assistant turn with tool_calls
     name: StrictStr | None = None  # OpenAI's participant name: accepted, not shown to the model
+    tool_calls: Annotated[list[ToolCall], Field(max_length=toolkit.MAX_TOOLS)] | None = None  # assistant
+    tool_call_id: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None  # tool results
     # What clients echo back from an assistant turn: accepted when empty.
-    tool_calls: list[dict] | None = None
     function_call: dict | None = None
     refusal: StrictStr | None = None
     audio: dict | None = None
     annotations: list[dict] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _call_without_text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "content" not in data and data.get("tool_calls"):
+            return data | {"content": None}
+        return data
+
     @field_validator("role", mode="before")
     @classmethod
     def _known_role(cls, value: Any) -> Any:
-        if value in ("tool", "function"):
-            raise ValueError(f"role '{value}' is not supported: this service has no tools")
+        if value == "function":
+            raise ValueError("role 'function' is OpenAI's deprecated form: send 'tool' messages")
         return value
 
     @field_validator("content", mode="before")
     @classmethod
-    def _as_text(cls, value: Any) -> str:
+    def _as_text(cls, value: Any, info) -> str | None:
         """Text parts joined with newlines; any other part type is refused by name."""
+        if value is None and info.data.get("role") == "assistant":
+            return value  # a call without text: checked against tool_calls below
         if isinstance(value, list):
             texts = []
             for i, part in enumerate(value):
@@ -141,16 +181,32 @@ class Message(BaseModel):
             raise ValueError(f"is {len(value)} characters; the limit is {MAX_CHARS}")
         return value
 
-    @field_validator("tool_calls", "function_call", "refusal", "audio", "annotations")
+    @field_validator("function_call", "refusal", "audio", "annotations")
     @classmethod
     def _empty(cls, value: Any, info) -> Any:
         if value:
             raise ValueError(f"{info.field_name} is not supported by this service")
         return value
 
-    def for_template(self) -> dict[str, str]:
+    @model_validator(mode="after")
+    def _shape(self) -> Message:
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        if (self.role == "tool") != (self.tool_call_id is not None):
+            raise ValueError("tool messages, and only they, need a tool_call_id")
+        if self.content is None and not self.tool_calls:
+            raise ValueError("content may be null only on an assistant turn with tool_calls")
+        return self
+
+    def for_template(self) -> dict[str, Any]:
         # The developer role is OpenAI's newer name for system instructions.
-        return {"role": "system" if self.role == "developer" else self.role, "content": self.content}
+        message = {"role": "system" if self.role == "developer" else self.role, "content": self.content or ""}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"name": c.function.name, "arguments": json.loads(c.function.arguments)}
+                for c in self.tool_calls
+            ]
+        return message
 
 
 class Sampling(BaseModel):
@@ -194,8 +250,10 @@ class ChatRequest(BaseModel):
     logit_bias: dict[StrictStr, Finite] | None = None
     logprobs: StrictBool | None = None
     top_logprobs: Annotated[int, Strict()] | None = None
-    tools: list[dict] | None = None
-    tool_choice: StrictStr | dict | None = None
+    tools: Annotated[list[dict], Field(max_length=toolkit.MAX_TOOLS)] | None = None
+    tool_choice: StrictStr | dict | None = Field(
+        None, description="none, auto, required, or a named function"
+    )
     functions: list[dict] | None = None
     function_call: StrictStr | dict | None = None
     response_format: dict | None = None
@@ -221,6 +279,27 @@ class ChatRequest(BaseModel):
             shown = " or ".join(json.dumps(a) for a in allowed if a is not None) or "null"
             raise ValueError(f"{info.field_name} is not supported by this service; omit it or send {shown}")
         return value
+
+    @field_validator("messages")
+    @classmethod
+    def _results_follow_calls(cls, messages: list[Message]) -> list[Message]:
+        """Each tool message answers a call of the assistant turn before it (or before earlier results)."""
+        ids: set[str] = set()
+        for i, message in enumerate(messages):
+            if message.role == "tool":
+                if message.tool_call_id not in ids:
+                    raise ValueError(f"messages[{i}] answers no tool call of the assistant turn before it")
+                ids.discard(message.tool_call_id)
+            else:
+                ids = {c.id for c in message.tool_calls or ()}
+        return messages
+
+    def tool_setup(self) -> toolkit.Tools:
+        """What the tools and tool_choice ask for (tools.choose); a 400 naming the field for anything else."""
+        try:
+            return toolkit.choose(self.tools, self.tool_choice)
+        except toolkit.ToolError as err:
+            raise OpenAIError(400, str(err), err.param) from None
 
     def sampling(self) -> Sampling:
         if None not in (self.max_tokens, self.max_completion_tokens) and (

@@ -56,7 +56,10 @@ def encode_text(tokenizer, text: str) -> list[int]:
 
 
 def encode_chat(
-    tokenizer, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True
+    tokenizer,
+    messages: Sequence[Mapping[str, str]],
+    add_generation_prompt: bool = True,
+    tools: list[dict] | None = None,
 ) -> list[int]:
     """Prompt ids of a conversation in the tokenizer's chat template, each message's `content` tokenized as
     plain text: text such as `<|im_end|><|im_start|>system` in a message (or a retrieved passage) stays text.
@@ -64,12 +67,14 @@ def encode_chat(
     The template is rendered with a unique placeholder in place of each content, so its own structure (role
     headers, end-of-turn tokens, a default system prompt) is tokenized as the template means it; the contents
     go in between, tokenized with special tokens split. For text without control tokens the ids equal
-    `apply_chat_template(..., tokenize=True)` (the template's pieces end at special tokens or newlines)."""
+    `apply_chat_template(..., tokenize=True)` (the template's pieces end at special tokens or newlines).
+    `tools` (function definitions) go to a template that renders tools itself (see tools.py)."""
     tag = uuid.uuid4().hex
     holders = [f"\x00{tag}:{i}\x00" for i in range(len(messages))]
     shaped = [{"role": m["role"], "content": h} for m, h in zip(messages, holders, strict=True)]
+    extra = {"tools": tools} if tools else {}
     rendered = tokenizer.apply_chat_template(
-        shaped, tokenize=False, add_generation_prompt=add_generation_prompt
+        shaped, tokenize=False, add_generation_prompt=add_generation_prompt, **extra
     )
     ids: list[int] = []
     rest = rendered

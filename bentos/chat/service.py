@@ -43,7 +43,8 @@ from openai_api import (  # noqa: E402
     TopP,
     install_errors,
 )
-from runtime import OnnxCausalLM, encode_chat, sse_events, stream_text  # noqa: E402
+from runtime import OnnxCausalLM, encode_chat, encode_text, sse_events, stream_text  # noqa: E402
+from tools import CallStream, Tools, flatten, openai_calls, parse_calls, template_has_tools  # noqa: E402
 
 try:
     import guard  # in the Bento: copied beside this file at packaging
@@ -78,9 +79,18 @@ class Chat:
         self.llm = OnnxCausalLM(self.model.path, file_name=self.model.info.metadata.get("file_name"))
         self.source = dict(self.model.info.labels)
         self.created = int(self.model.info.creation_time.timestamp())
+        self.native_tools = template_has_tools(self.tokenizer)
 
-    def _prompt(self, messages: list[dict[str, str]]) -> list[int]:
-        ids = encode_chat(self.tokenizer, messages)
+    def _prompt(self, messages: list[dict], tools: Tools | None = None) -> list[int]:
+        """The conversation's prompt ids: tool turns and definitions rendered as tools.py does for training
+        (the tools only when tool_choice is not "none"), then any text the answer is forced to start with."""
+        if tools is None or not (
+            tools.functions or any(m["role"] == "tool" or "tool_calls" in m for m in messages)
+        ):
+            ids = encode_chat(self.tokenizer, messages)
+        else:
+            flat, native = flatten(messages, tools.functions, self.native_tools)
+            ids = encode_chat(self.tokenizer, flat, tools=native) + encode_text(self.tokenizer, tools.prefix)
         if len(ids) > MAX_INPUT_TOKENS:
             raise OpenAIError(
                 400,
@@ -104,8 +114,8 @@ class Chat:
     @app.post("/chat/completions")
     def chat_completions(self, request: ChatRequest):
         """OpenAI chat completions: the conversation rendered with the model's chat template."""
-        s = request.sampling()
-        prompt = self._prompt([m.for_template() for m in request.messages])  # 400 before any work
+        s, tools = request.sampling(), request.tool_setup()
+        prompt = self._prompt([m.for_template() for m in request.messages], tools)  # 400 before any work
         n, rng = request.n or 1, np.random.default_rng(s.seed)  # one generator: n answers differ
         head = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -114,14 +124,18 @@ class Chat:
         }
         if request.stream:
             usage = bool(request.stream_options and request.stream_options.include_usage)
-            return StreamingResponse(
-                sse_events(self._chunks(head, prompt, s, n, rng, usage)), media_type="text/event-stream"
-            )
+            chunks = self._chunks(head, prompt, s, n, rng, usage, tools)
+            return StreamingResponse(sse_events(chunks), media_type="text/event-stream")
         choices, completion_tokens = [], 0
         for index in range(n):
             text, finish, count = self._complete(prompt, s, rng)
             completion_tokens += count
             message = {"role": "assistant", "content": text}
+            if tools.functions:  # a call that does not parse or validate stays text (tools.parse_calls)
+                parsed = parse_calls(tools.prefix + text, tools.functions)
+                message["content"] = parsed.content if parsed.calls else tools.prefix + text
+                if parsed.calls:
+                    message["tool_calls"], finish = openai_calls(parsed.calls), "tool_calls"
             choices.append({"index": index, "message": message, "finish_reason": finish})
         return head | {
             "object": "chat.completion",
@@ -129,17 +143,27 @@ class Chat:
             "usage": _usage(len(prompt), completion_tokens),
         }
 
-    def _chunks(self, head, prompt, s, n, rng, usage: bool) -> Iterator[dict]:
+    def _chunks(self, head, prompt, s, n, rng, usage: bool, tools: Tools) -> Iterator[dict]:
         """OpenAI's chunks: per answer a role delta, content deltas and a finish reason; with include_usage
-        every chunk has `usage: null` and a last chunk with no choices carries the counts."""
+        every chunk has `usage: null` and a last chunk with no choices carries the counts. With tools, text
+        streams until a call begins; a valid call then arrives as `tool_calls` deltas (tools.CallStream)."""
         base = head | {"object": "chat.completion.chunk"} | ({"usage": None} if usage else {})
         completion_tokens = 0
         for index in range(n):
             first = {"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
             yield base | {"choices": [first]}
+            calls = CallStream(tools.functions, tools.prefix) if tools.functions else None
             for piece, reason, tokens in self._pieces(prompt, s, rng):
-                delta = {"content": piece} if piece else {}
-                yield base | {"choices": [{"index": index, "delta": delta, "finish_reason": reason}]}
+                deltas = [{"content": piece}] if piece else []
+                if calls is not None:
+                    deltas = calls.feed(piece)
+                    if reason:
+                        last, reason = calls.finish(reason)
+                        deltas += last
+                for delta in deltas:
+                    yield base | {"choices": [{"index": index, "delta": delta, "finish_reason": None}]}
+                if reason:
+                    yield base | {"choices": [{"index": index, "delta": {}, "finish_reason": reason}]}
                 completion_tokens += tokens if reason else 0  # the last piece carries the count
         if usage:
             yield base | {"choices": [], "usage": _usage(len(prompt), completion_tokens)}

@@ -74,7 +74,9 @@ BAD = [
     ("messages-missing", CHAT, {"model": "llmpath-chat"}, None, 400, "messages", "required"),
     ("messages-too-many", CHAT, with_(messages=[USER] * 65), None, 400, "messages", "at most 64"),
     ("role-unknown", CHAT, with_(messages=[{"role": "robot", "content": "hi"}]), None, 400, "messages[0].role", "developer"),
-    ("role-tool", CHAT, with_(messages=[{"role": "tool", "content": "{}", "tool_call_id": "x"}]), None, 400, "messages[0].role", "tool"),
+    ("role-tool-without-call", CHAT, with_(messages=[{"role": "tool", "content": "{}", "tool_call_id": "x"}]), None, 400, "messages", "answers no tool call"),
+    ("role-function", CHAT, with_(messages=[{"role": "function", "content": "{}", "name": "f"}]), None, 400, "messages[0].role", "tool"),
+    ("tool-without-call-id", CHAT, with_(messages=[USER, {"role": "tool", "content": "{}"}]), None, 400, "messages[1]", "tool_call_id"),
     ("content-missing", CHAT, with_(messages=[{"role": "user"}]), None, 400, "messages[0].content", "required"),
     ("content-null", CHAT, with_(messages=[{"role": "user", "content": None}]), None, 400, "messages[0].content", "string"),
     ("content-number", CHAT, with_(messages=[{"role": "user", "content": 42}]), None, 400, "messages[0].content", "string"),
@@ -85,7 +87,9 @@ BAD = [
     ("content-too-long", CHAT, with_(messages=[{"role": "user", "content": "x" * 8001}]), None, 400, "messages[0].content", "8000"),
     ("conversation-over-token-limit", CHAT, with_(messages=[{"role": "user", "content": "word " * 1500}]), None, 400, "messages", "limit is 1024"),
     ("message-unknown-field", CHAT, with_(messages=[USER | {"mood": "angry"}]), None, 400, "messages[0].mood", "Unrecognized"),
-    ("message-tool-calls", CHAT, with_(messages=[{"role": "assistant", "content": "x", "tool_calls": [{"id": "1"}]}, USER]), None, 400, "messages[0].tool_calls", "not supported"),
+    ("message-tool-calls-incomplete", CHAT, with_(messages=[{"role": "assistant", "content": "x", "tool_calls": [{"id": "1"}]}, USER]), None, 400, "messages[0].tool_calls[0].type", "required"),
+    ("message-tool-call-arguments-not-json", CHAT, with_(messages=[USER, {"role": "assistant", "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]}]), None, 400, "messages[1].tool_calls[0].function.arguments", "valid JSON"),
+    ("message-tool-call-on-user", CHAT, with_(messages=[{"role": "user", "content": "x", "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]), None, 400, "messages[0]", "only assistant"),
     ("stop-too-many", CHAT, with_(stop=["a", "b", "c", "d", "e"]), None, 400, "stop", ""),
     ("stop-empty", CHAT, with_(stop=""), None, 400, "stop[0]", "at least 1"),
     ("stop-too-long", CHAT, with_(stop="s" * 65), None, 400, "stop[0]", "at most 64"),
@@ -95,8 +99,18 @@ BAD = [
     ("logit-bias", CHAT, with_(logit_bias={"50256": -100}), None, 400, "logit_bias", "not supported"),
     ("logprobs", CHAT, with_(logprobs=True), None, 400, "logprobs", "not supported"),
     ("top-logprobs", CHAT, with_(top_logprobs=3), None, 400, "top_logprobs", "not supported"),
-    ("tools", CHAT, with_(tools=[{"type": "function", "function": {"name": "f"}}]), None, 400, "tools", "not supported"),
-    ("tool-choice", CHAT, with_(tool_choice="auto"), None, 400, "tool_choice", "not supported"),
+    # Tools: definitions and choices that cannot be used are refused by field.
+    ("tools-not-a-list", CHAT, with_(tools="get_weather"), None, 400, "tools", "list"),
+    ("tools-too-many", CHAT, with_(tools=[{"type": "function", "function": {"name": f"f{i}"}} for i in range(33)]), None, 400, "tools", "at most 32"),
+    ("tools-retrieval", CHAT, with_(tools=[{"type": "retrieval"}]), None, 400, "tools[0].type", "function"),
+    ("tools-bad-name", CHAT, with_(tools=[{"type": "function", "function": {"name": "rm -rf"}}]), None, 400, "tools[0].function.name", "letters"),
+    ("tools-bad-schema", CHAT, with_(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "nonsense"}}}]), None, 400, "tools[0].function.parameters", "JSON Schema"),
+    ("tools-schema-recursion", CHAT, with_(tools=[{"type": "function", "function": {"name": "f", "parameters": json.loads('{"type": "object", "properties": {"a": ' * 300 + "{}" + "}}" * 300)}}]), None, 400, "tools[0].function.parameters", "JSON Schema"),
+    ("tools-duplicate-names", CHAT, with_(tools=[{"type": "function", "function": {"name": "f"}}] * 2), None, 400, "tools[1].function.name", "duplicates"),
+    ("tool-choice-without-tools", CHAT, with_(tool_choice="auto"), None, 400, "tool_choice", "needs tools"),
+    ("tool-choice-unknown", CHAT, with_(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="sometimes"), None, 400, "tool_choice", "must be"),
+    ("tool-choice-unknown-function", CHAT, with_(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice={"type": "function", "function": {"name": "g"}}), None, 400, "tool_choice", "not in tools"),
+    ("functions-deprecated", CHAT, with_(functions=[{"name": "f"}]), None, 400, "functions", "not supported"),
     ("response-format-json", CHAT, with_(response_format={"type": "json_object"}), None, 400, "response_format", "not supported"),
     ("modalities-audio", CHAT, with_(modalities=["text", "audio"]), None, 400, "modalities", "not supported"),
     ("reasoning-effort", CHAT, with_(reasoning_effort="high"), None, 400, "reasoning_effort", "not supported"),
@@ -210,6 +224,36 @@ def test_extreme_sampling_values_are_greedy_and_finite(server, extreme):
     assert text_of(complete(server, **extreme, seed=3)) == greedy  # one token left in play: the best one
     chunks = stream(server, **extreme)
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == greedy
+
+
+def test_a_forced_call_the_model_garbles_and_an_unresolvable_schema_are_text_not_errors(server):
+    """A random model forced to start a call (tool_choice "required") writes no valid JSON: the answer is
+    its text, with finish_reason stop/length, in JSON and in the stream; a schema whose $ref cannot be
+    resolved (nothing is fetched) is accepted and only makes calls unusable."""
+    tools = [
+        {"type": "function", "function": {"name": "f", "parameters": {"$ref": "https://example.invalid/s"}}}
+    ]
+    body = complete(server, tools=tools, tool_choice="required", max_tokens=12)
+    choice = body["choices"][0]
+    assert choice["finish_reason"] in {"stop", "length"} and "tool_calls" not in choice["message"]
+    assert choice["message"]["content"].startswith("<tool_call>")
+    chunks = stream(server, tools=tools, tool_choice="required", max_tokens=12)
+    assert (
+        "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == choice["message"]["content"]
+    )
+    assert chunks[-1]["choices"][0]["finish_reason"] == choice["finish_reason"]
+    # A tool result holding the template's control tokens is text, like any message.
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [
+        USER,
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": INJECTION},
+    ]
+    assert complete(server, messages=messages, tools=tools)["choices"][0]["finish_reason"] in {
+        "stop",
+        "length",
+        "tool_calls",
+    }
 
 
 def test_a_seed_makes_sampling_reproducible_over_its_whole_range(server):

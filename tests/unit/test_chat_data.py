@@ -77,3 +77,82 @@ def test_validation_reports_rows_by_number_and_drops_duplicates():
         "alpaca.json: row 3: (row): duplicate: same as row 1",
         "alpaca.json: row 4: (row): wrong type: expected an object",
     ]
+
+
+TOOLS = [
+    {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
+]
+
+
+def _glaive(turns: list[tuple[str, str]], tools=TOOLS) -> dict:
+    import json
+
+    row = {"conversations": [{"from": r, "value": v} for r, v in turns]}
+    return row | ({"tools": json.dumps(tools)} if tools is not None else {})
+
+
+CALL = '{"name": "get_weather", "arguments": {"city": "Oslo"}}'
+
+
+def test_glaive_tool_rows_become_calls_and_tool_turns_with_their_tools():
+    row = _glaive([("human", "Oslo?"), ("function_call", CALL), ("observation", '{"t": 3}'), ("gpt", "3 C.")])
+    messages, problems = to_messages(row, COLS)
+    assert problems == []
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant"]
+    assert messages[0]["tools"][0]["name"] == "get_weather"
+    assert messages[1]["tool_calls"] == [{"name": "get_weather", "arguments": {"city": "Oslo"}}]
+    # A row with an empty tools field and no calls is a plain chat.
+    plain, problems = to_messages(_glaive([("human", "hi"), ("gpt", "hello")], tools=[]), COLS)
+    assert problems == [] and "tools" not in plain[0]
+
+
+@pytest.mark.parametrize(
+    ("turns", "tools", "field", "problem"),
+    [
+        (
+            [("human", "a"), ("function_call", "{oops"), ("gpt", "b")],
+            TOOLS,
+            "conversations[1].value",
+            "not valid JSON",
+        ),
+        (
+            [("human", "a"), ("function_call", '{"arguments": {}}')],
+            TOOLS,
+            "conversations[1].value",
+            "without a name",
+        ),
+        (
+            [("human", "a"), ("function_call", '{"name": "launch", "arguments": {}}')],
+            TOOLS,
+            "conversations[1]",
+            "no tool",
+        ),
+        (
+            [("human", "a"), ("function_call", '{"name": "get_weather", "arguments": {"city": 1}}')],
+            TOOLS,
+            "conversations[1]",
+            "schema",
+        ),
+        (
+            [("human", "a"), ("observation", "{}"), ("gpt", "b")],
+            TOOLS,
+            "conversations",
+            "must follow a function call",
+        ),
+        ([("human", "a"), ("gpt", "b")], [{"name": "bad name"}], "tools[0].name", "letters"),
+        ([("human", "a"), ("function_call", CALL)], None, "conversations[1]", "no tool"),
+    ],
+)
+def test_bad_tool_rows_name_the_field(turns, tools, field, problem):
+    messages, problems = to_messages(_glaive(turns, tools), COLS)
+    assert messages == [] or problems
+    assert any(f == field and problem in p for f, p in problems), problems
+
+
+def test_a_tools_column_that_is_not_json_is_named():
+    row = _glaive([("human", "a"), ("gpt", "b")]) | {"tools": "[{"}
+    assert to_messages(row, COLS)[1] == [("tools", "not valid JSON")]

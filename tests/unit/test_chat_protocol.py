@@ -68,3 +68,82 @@ def test_a_refusal_names_the_field_in_openais_shape(change, param, words):
     assert words in error["message"], error["message"]
     with pytest.raises(ValidationError):
         ChatRequest(**({"messages": [USER]} | change))
+
+
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+CALLED = {
+    "role": "assistant",
+    "content": None,
+    "tool_calls": [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+        }
+    ],
+}
+RESULT = {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 3}'}
+
+
+def test_tools_and_tool_choice_become_what_the_prompt_and_parser_need():
+    from bentos.chat.tools import CALL_OPEN
+
+    assert ChatRequest(messages=[USER]).tool_setup().functions == []  # no tools: nothing parsed
+    auto = ChatRequest(messages=[USER], tools=[TOOL]).tool_setup()
+    assert [f["name"] for f in auto.functions] == ["get_weather"] and auto.prefix == ""
+    assert ChatRequest(messages=[USER], tools=[TOOL], tool_choice="none").tool_setup().functions == []
+    assert ChatRequest(messages=[USER], tools=[TOOL], tool_choice="required").tool_setup().prefix == CALL_OPEN
+    named = ChatRequest(
+        messages=[USER], tools=[TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}}
+    )
+    assert named.tool_setup().prefix == CALL_OPEN + '{"name": "get_weather", "arguments":'
+    # A call and its result come back from the client and reach the template as data.
+    request = ChatRequest(messages=[USER, CALLED, RESULT], tools=[TOOL])
+    assert request.messages[1].for_template() == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}],
+    }
+    assert request.messages[2].for_template() == {"role": "tool", "content": '{"temp": 3}'}
+
+
+@pytest.mark.parametrize(
+    ("change", "param", "words"),
+    [
+        ({"tool_choice": "auto"}, "tool_choice", "needs tools"),
+        ({"tools": [TOOL], "tool_choice": "always"}, "tool_choice", "must be"),
+        ({"tools": [TOOL], "tool_choice": {"type": "function", "function": "get_weather"}}, "tool_choice", "must be"),
+        ({"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "other"}}}, "tool_choice", "not in tools"),
+        ({"tools": [{"type": "function", "function": {"name": "a b"}}]}, "tools[0].function.name", "letters"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 7}}}]}, "tools[0].function.parameters", "JSON Schema"),
+    ],
+)  # fmt: skip
+def test_unusable_tools_are_refused_by_field(change, param, words):
+    with pytest.raises(OpenAIError) as err:
+        ChatRequest(**({"messages": [USER]} | change)).tool_setup()
+    assert err.value.status == 400 and err.value.param == param and words in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("messages", "words"),
+    [
+        ([USER, RESULT], "answers no tool call"),
+        ([USER, CALLED, RESULT | {"tool_call_id": "call_2"}], "answers no tool call"),
+        ([USER, CALLED, RESULT, RESULT], "answers no tool call"),
+        ([USER, {"role": "tool", "content": "x"}], "need a tool_call_id"),
+        ([USER, {"role": "user", "content": None}], "must be a string"),
+        ([USER, {"role": "assistant", "content": None}], "content may be null only"),
+        ([USER, CALLED | {"role": "user", "content": "x"}], "only assistant messages carry tool_calls"),
+        ([USER, {**CALLED, "tool_calls": [{**CALLED["tool_calls"][0], "function": {"name": "get_weather", "arguments": "{oops"}}]}], "not valid JSON"),
+        ([USER, {**CALLED, "tool_calls": [{**CALLED["tool_calls"][0], "function": {"name": "get_weather", "arguments": "[1]"}}]}], "JSON object"),
+    ],
+)  # fmt: skip
+def test_tool_messages_that_do_not_fit_the_conversation_are_refused(messages, words):
+    with pytest.raises(ValidationError, match=words):
+        ChatRequest(messages=messages, tools=[TOOL])

@@ -32,6 +32,8 @@ def test_there_are_recipes():
         "chat-alpaca-zh.yaml",
         "rag-squad.yaml",
         "rag-squad-smoke.yaml",
+        "chat-toolcall.yaml",
+        "chat-toolcall-smoke.yaml",
     }
 
 
@@ -54,7 +56,9 @@ def test_every_recipe_validates(path):
         assert recipe.data.train.endswith(".json") and recipe.eval.metric in {"f1", "exact_match"}
         assert recipe.serve.bento_name.startswith("llmpath-qa")
     else:
-        assert recipe.eval.metric == "rouge_l" and recipe.serve.bento_name.startswith("llmpath-chat")
+        # rouge_l, or call_accuracy for the tool-calling recipes (glaive function-call data)
+        assert recipe.eval.metric == ("call_accuracy" if "toolcall" in recipe.name else "rouge_l")
+        assert recipe.serve.bento_name.startswith("llmpath-chat")
 
 
 CHAT = """
@@ -93,7 +97,10 @@ def test_chat_recipe_gets_chat_defaults_and_keeps_what_it_says(tmp_path):
             CHAT.replace("{train: a.json}", "{train: a.json, labels: [a, b]}"),
             "data.labels: not a key of a chat recipe",
         ),
-        (CHAT + "eval: {metric: accuracy}\n", "eval.metric: Input should be 'rouge_l' in a chat recipe"),
+        (
+            CHAT + "eval: {metric: accuracy}\n",
+            "eval.metric: Input should be 'rouge_l' or 'call_accuracy' in a chat recipe",
+        ),
         (
             MINIMAL + "eval: {metric: rouge_l}\n",
             "eval.metric: Input should be 'accuracy' or 'macro_f1' in a classify recipe",

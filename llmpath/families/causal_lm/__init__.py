@@ -12,12 +12,12 @@ class CausalLM(Family):
     module = __name__
     bento = BentoSpec(
         folder="chat",
-        files=("service.py", "openai_api.py", "runtime.py", "chat_page.py"),
+        files=("service.py", "openai_api.py", "runtime.py", "tools.py", "chat_page.py"),
         service_class="Chat",
         config=ChatServe,
         routes="POST /v1/chat/completions /generate, OpenAI base URL /v1, chat page /ui",
         borrowed={"webui.py": "webui.py"},  # the page's Gradio mount and its client of the service's own API
-        packages=("gradio==6.17.3",),  # as pyproject.toml pins it
+        packages=("gradio==6.17.3", "jsonschema==4.26.0"),  # as pyproject.toml pins them
     )
 
     def export(self, recipe, trained, run_id):

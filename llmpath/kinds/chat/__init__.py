@@ -16,9 +16,7 @@ class Chat(Kind):
     recipe = ChatRecipe
     family = FAMILY
     smoke_recipe = "chat-alpaca-smoke.yaml"
-    summary = (
-        "Instruction tuning (Alpaca, messages, ShareGPT) with LoRA/QLoRA: ROUGE-L gate, ONNX, OpenAI API"
-    )
+    summary = "Instruction tuning (Alpaca, messages, ShareGPT, tool calls) with LoRA/QLoRA: ROUGE-L or call-accuracy gate, ONNX, OpenAI API"
 
     def check_inputs(self, recipe) -> None:
         from llmpath.data import check_split, check_split_sizes
@@ -48,7 +46,10 @@ class Chat(Kind):
         return score_chat(recipe, data, run_id, name, model_dir)
 
     def eval_key(self, recipe) -> dict:
-        return {"chat": {"prompts": recipe.eval.max_prompts, "max_new_tokens": recipe.eval.max_new_tokens}}
+        key = {"prompts": recipe.eval.max_prompts, "max_new_tokens": recipe.eval.max_new_tokens}
+        if recipe.eval.metric != "rouge_l":  # the default stays out, so ROUGE-L runs keep their cache
+            key["metric"] = recipe.eval.metric
+        return {"chat": key}
 
     def compare(self, recipe, base: Evaluation, candidate: Evaluation, run_id: str) -> None:
         from llmpath.kinds.chat.evaluate import log_comparison

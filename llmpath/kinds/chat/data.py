@@ -70,6 +70,7 @@ def check_data(recipe) -> CheckedData:
             "rows": len(rows),
             "turns": sum(len(json.loads(r["messages"])) for r in rows),
             "assistant_tokens": sum(sum(1 for x in r["labels"] if x != -100) for r in rows),
+            "tool_calls": sum(r["messages"].count('"tool_calls"') for r in rows),
             "tokens": percentiles([len(r["input_ids"]) for r in rows]),
         } | counts
     report["files"] = file_rows(reports)
@@ -91,6 +92,9 @@ def report_markdown(report: dict, max_length: int, overflow: str) -> str:
             f"| {name} | {s['rows']} | {s['turns']} | {s['assistant_tokens']} "
             f"| {t['p50']:.0f}/{t['p90']:.0f}/{t['p99']:.0f}/{t['max']:.0f} | {rule} |"
         )
+    calls = {n: s["tool_calls"] for n, s in report["splits"].items() if s.get("tool_calls")}
+    if calls:
+        lines += ["", "Assistant turns with tool calls: " + ", ".join(f"{n} {c}" for n, c in calls.items())]
     return "\n".join(lines + files_markdown(report)) + "\n"
 
 

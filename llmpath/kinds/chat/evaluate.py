@@ -28,8 +28,8 @@ def eval_prompts(rows: list[dict], limit: int) -> list[tuple[list[dict], str]]:
 
 
 def score_chat(recipe, data: PreparedData, run_id: str, name: str, model_dir: Path) -> Evaluation:
-    """Loss and perplexity on the validation split; greedy answers on its first prompts, with ROUGE-L."""
-    import mlflow
+    """Loss and perplexity on the validation split; greedy answers on its first prompts, with ROUGE-L (or,
+    for `eval.metric: call_accuracy`, the first call of its conversations that have one: calls.py)."""
     import torch
 
     rows = read_split(data, "validation")
@@ -37,6 +37,14 @@ def score_chat(recipe, data: PreparedData, run_id: str, name: str, model_dir: Pa
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device).eval()
     loss, tokens = assistant_loss(model, rows, tokenizer.pad_token_id, recipe.eval.batch_size)
+    if recipe.eval.metric == "call_accuracy":  # tool calling: the held-out calls, not ROUGE-L
+        from llmpath.kinds.chat.calls import answer_calls, call_metrics
+
+        answers = answer_calls(
+            model, tokenizer, rows, recipe.eval.max_prompts, recipe.eval.max_new_tokens, name
+        )
+        metrics = {"loss": loss, "perplexity": perplexity(loss)} | call_metrics(answers)
+        return _log(answers, metrics | {"stopped_share": _share(answers, "stopped")}, tokens, run_id, name)
     stop = [tokenizer.eos_token_id]
     answers = []
     prompts = eval_prompts(rows, recipe.eval.max_prompts)
@@ -59,8 +67,19 @@ def score_chat(recipe, data: PreparedData, run_id: str, name: str, model_dir: Pa
         "loss": loss,
         "perplexity": perplexity(loss),
         "rouge_l": sum(a["rouge_l"] for a in answers) / max(len(answers), 1),
-        "stopped_share": sum(a["stopped"] for a in answers) / max(len(answers), 1),
+        "stopped_share": _share(answers, "stopped"),
     }
+    return _log(answers, metrics, tokens, run_id, name)
+
+
+def _share(answers: list[dict], key: str) -> float:
+    return sum(a[key] for a in answers) / max(len(answers), 1)
+
+
+def _log(answers: list[dict], metrics: dict, tokens: int, run_id: str, name: str) -> Evaluation:
+    """Answers and metrics to the run (files, metrics, an answers table); the Evaluation the gate reads."""
+    import mlflow
+
     folder = tracking.scratch("eval-")
     (folder / "answers.json").write_text(json.dumps(answers, ensure_ascii=False))
     (folder / "metrics.json").write_text(json.dumps(metrics | {"assistant_tokens": tokens}, indent=2))

@@ -21,9 +21,9 @@ class ChatData(DataConfig):
     chat_format: Literal["auto", "alpaca", "messages", "sharegpt"] = Field(
         "auto", description="Row form; auto picks by the columns a row has."
     )
-    columns: dict[Literal["instruction", "input", "output", "system", "messages", "conversations"], str] = (
-        Field(default_factory=dict, description="Column names when they differ, e.g. {output: response}.")
-    )
+    columns: dict[
+        Literal["instruction", "input", "output", "system", "messages", "conversations", "tools"], str
+    ] = Field(default_factory=dict, description="Column names when they differ, e.g. {output: response}.")
     overflow: Literal["truncate", "drop"] = Field(
         "truncate", description="Conversations over model.max_length tokens are cut or dropped."
     )
@@ -39,10 +39,14 @@ class ChatTrain(TrainConfig):
 class ChatEval(EvalConfig):
     """Loss, perplexity and ROUGE-L of greedy answers on the validation split; the gate is on ROUGE-L."""
 
-    metric: Literal["rouge_l"] = Field("rouge_l", description="The metric the gate compares.")
+    metric: Literal["rouge_l", "call_accuracy"] = Field(
+        "rouge_l",
+        description="The gate's metric: ROUGE-L of answers, or call_accuracy (tool-call data: right function "
+        "and equal arguments on each held-out conversation's first call).",
+    )
     batch_size: int = Field(8, gt=0, description="Conversations per forward pass for the loss.")
-    max_prompts: int = Field(32, gt=0, description="Validation prompts answered greedily for ROUGE-L.")
-    max_new_tokens: int = Field(64, gt=0, le=1024, description="Answer length cap for ROUGE-L.")
+    max_prompts: int = Field(32, gt=0, description="Validation prompts answered greedily (ROUGE-L or calls).")
+    max_new_tokens: int = Field(64, gt=0, le=1024, description="Answer length cap (ROUGE-L or calls).")
 
 
 class ChatRecipe(RecipeBase):
