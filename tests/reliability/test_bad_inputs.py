@@ -92,7 +92,7 @@ CASES = [
     Case("recipe-alias-bomb", ALIAS_BOMB, ("recipe.yaml", "line 2", "aliases"), run=True),
     Case("recipe-nested-deep", classify(extra="train: " + "[" * 50000 + f"'{MARK}'" + "]" * 50000 + "\n"), ("recipe.yaml", "line 6", "nested more than")),
     Case("recipe-duplicate-key", classify(extra=f"name: '{MARK}'\n"), ("recipe.yaml", "line 6", "'name' appears twice")),
-    Case("recipe-unknown-kind", classify(extra=f"kind: {MARK}\n"), ("recipe.yaml", "kind: not a known kind", "known: chat, classify, pretrain, rag")),
+    Case("recipe-unknown-kind", classify(extra=f"kind: {MARK}\n"), ("recipe.yaml", "kind: not a known kind", "known: chat, classify, dpo, pretrain, rag")),
     Case("recipe-wrong-type", classify(extra=f"train: {{batch_size: '{MARK}'}}\n"), ("recipe.yaml", "train.batch_size", "integer"), run=True),
     Case("recipe-unknown-key", classify(extra="lora: {rank: 8}\n"), ("recipe.yaml", "lora.rank: unknown key")),
     Case("recipe-negative-steps", classify(extra="train: {max_steps: -5}\n"), ("recipe.yaml", "train.max_steps", "greater than 0")),

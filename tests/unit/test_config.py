@@ -30,6 +30,8 @@ def test_there_are_recipes():
         "chat-alpaca-smoke.yaml",
         "chat-alpaca-qlora.yaml",
         "chat-alpaca-zh.yaml",
+        "dpo-smollm2.yaml",
+        "dpo-smollm2-smoke.yaml",
         "rag-squad.yaml",
         "rag-squad-smoke.yaml",
     }
@@ -50,6 +52,9 @@ def test_every_recipe_validates(path):
             recipe.data.sources and recipe.model.base == "scratch" and recipe.eval.metric == "neg_perplexity"
         )
         assert recipe.serve.bento_name.startswith("llmpath-pretrain")
+    elif recipe.kind == "dpo":
+        assert recipe.eval.metric == "preference_accuracy" and recipe.data.train.endswith("dpo_en_demo.json")
+        assert recipe.serve.bento_name.startswith("llmpath-chat-dpo")
     else:
         assert recipe.eval.metric == "rouge_l" and recipe.serve.bento_name.startswith("llmpath-chat")
 
@@ -97,7 +102,7 @@ def test_chat_recipe_gets_chat_defaults_and_keeps_what_it_says(tmp_path):
         ),
         (
             MINIMAL + "lora: {quantization: 4bit}\n",
-            "lora.quantization: not a key of a classify recipe \\(chat recipes have it\\)",
+            "lora.quantization: not a key of a classify recipe \\(chat and dpo recipes have it\\)",
         ),
         (MINIMAL.replace(", labels: [neg, pos]", ""), "data.labels: missing \\(required: Class names"),
         (CHAT + "lora: {quantization: 2bit}\n", "lora.quantization"),
