@@ -71,14 +71,16 @@ def dpo_trainer(model, tokenizer, recipe):
     """TRL's DPOTrainer around the adapter model, for its loss and collator. The reference is the base: TRL
     copies a fresh adapter as `ref` (zero-initialized LoRA: the same function as no adapter); we drop that copy
     so the reference is the adapter switched off and the saved adapter is ours alone."""
-    import contextlib
-    import io
     import logging
 
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     from llmpath import tracking
+
+    class LossOnly(DPOTrainer):
+        def _prepare_dataset(self, dataset, *args, **kwargs):
+            return dataset  # tokenized already; TRL's `datasets.map` hashing would print bytecode via Prefect
 
     logging.getLogger("trl").setLevel(logging.ERROR)
     cfg = recipe.dpo
@@ -96,12 +98,9 @@ def dpo_trainer(model, tokenizer, recipe):
         seed=recipe.train.seed,
         save_strategy="no",
     )
-    # TRL wants a dataset to build; a one-row placeholder (the shared loop feeds the real batches).
-    placeholder = Dataset.from_list([{"prompt": "a", "chosen": "b", "rejected": "c"}])
-    with contextlib.redirect_stdout(
-        io.StringIO()
-    ):  # datasets' hashing of TRL's map functions prints bytecode
-        trainer = DPOTrainer(model=model, args=args, train_dataset=placeholder, processing_class=tokenizer)
+    # TRL wants a dataset to build: one tokenized placeholder row (the shared loop feeds the real batches).
+    placeholder = Dataset.from_list([{"prompt_ids": [0], "chosen_ids": [0], "rejected_ids": [0]}])
+    trainer = LossOnly(model=model, args=args, train_dataset=placeholder, processing_class=tokenizer)
     if "ref" in model.peft_config:
         model.delete_adapter("ref")
         model.set_adapter("default")
