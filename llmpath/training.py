@@ -141,6 +141,9 @@ def fit(
                         Metric("train_loss", losses[-1][1], now_ms(), step),
                         Metric("learning_rate", schedule.get_last_lr()[0], now_ms(), step),
                     ]
+                    # An objective may report statistics of its own per step (dpo: TRL's rewards and margins).
+                    extra = objective.step_metrics() if hasattr(objective, "step_metrics") else {}
+                    pending += [Metric(name, value, now_ms(), step) for name, value in extra.items()]
                     bar.update(1)
                     progress.update(step, steps, "steps")
                     checkpoints.beat(run_id)

@@ -36,6 +36,13 @@ registered_model: bad-chat-model
 model: {{base: packaged:smollm2-135m-instruct}}
 data: {{train: TRAIN}}
 """
+DPO = f"""# {MARK}
+name: bad-dpo
+kind: dpo
+registered_model: bad-dpo-model
+model: {{base: packaged:smollm2-135m-instruct}}
+data: {{train: TRAIN}}
+"""
 RAG = f"""# {MARK}
 name: bad-rag
 kind: rag
@@ -52,6 +59,18 @@ def classify(train: str = "train.tsv", extra: str = "", data: str = "", max_leng
 
 def chat(train: str) -> str:
     return CHAT.replace("TRAIN", train)
+
+
+def dpo(train: str) -> str:
+    return DPO.replace("TRAIN", train)
+
+
+def pair(prompt: str = "Hi?", chosen: str = "Hello!", rejected: str = "Go away.") -> dict:
+    return {
+        "conversations": [{"from": "human", "value": prompt}],
+        "chosen": {"from": "gpt", "value": chosen},
+        "rejected": {"from": "gpt", "value": rejected},
+    }
 
 
 def rag(source: str, corpus: str = "") -> str:
@@ -92,7 +111,7 @@ CASES = [
     Case("recipe-alias-bomb", ALIAS_BOMB, ("recipe.yaml", "line 2", "aliases"), run=True),
     Case("recipe-nested-deep", classify(extra="train: " + "[" * 50000 + f"'{MARK}'" + "]" * 50000 + "\n"), ("recipe.yaml", "line 6", "nested more than")),
     Case("recipe-duplicate-key", classify(extra=f"name: '{MARK}'\n"), ("recipe.yaml", "line 6", "'name' appears twice")),
-    Case("recipe-unknown-kind", classify(extra=f"kind: {MARK}\n"), ("recipe.yaml", "kind: not a known kind", "known: chat, classify, pretrain, qa, rag")),
+    Case("recipe-unknown-kind", classify(extra=f"kind: {MARK}\n"), ("recipe.yaml", "kind: not a known kind", "known: chat, classify, dpo, pretrain, qa, rag")),
     Case("recipe-wrong-type", classify(extra=f"train: {{batch_size: '{MARK}'}}\n"), ("recipe.yaml", "train.batch_size", "integer"), run=True),
     Case("recipe-unknown-key", classify(extra="lora: {rank: 8}\n"), ("recipe.yaml", "lora.rank: unknown key")),
     Case("recipe-negative-steps", classify(extra="train: {max_steps: -5}\n"), ("recipe.yaml", "train.max_steps", "greater than 0")),
@@ -131,6 +150,11 @@ CASES = [
     Case("chat-bad-role", chat("train.json"), ("train.json", "row 1: messages[0].role: bad role"), files={"data/train.json": json.dumps([{"messages": [{"role": MARK, "content": "hi"}, {"role": "assistant", "content": "a"}]}] * 3)}),
     Case("chat-bad-jsonl-line", chat("train.jsonl"), ("train.jsonl", "line 2", "not valid JSON"), files={"data/train.jsonl": '{"instruction": "a", "output": "b"}\n' + f'{{"instruction": "{MARK}", \n'}),
     Case("chat-object-not-list", chat("train.json"), ("train.json", "expected a list of objects"), files={"data/train.json": json.dumps({MARK: []})}),
+    # ---- dpo preference pairs
+    Case("dpo-missing-rejected", dpo("pairs.json"), ("pairs.json", "row 1: rejected: missing", "max_invalid_fraction"), files={"data/pairs.json": json.dumps([{k: v for k, v in pair(MARK).items() if k != "rejected"}] * 3)}, run=True),
+    Case("dpo-same-answers", dpo("pairs.json"), ("pairs.json", "row 1: rejected: same as chosen"), files={"data/pairs.json": json.dumps([pair(f"q{i}", MARK, MARK) for i in range(3)])}),
+    Case("dpo-prompt-ends-with-answer", dpo("pairs.json"), ("pairs.json", "row 1: conversations: bad role order: the prompt must end with a user turn"), files={"data/pairs.json": json.dumps([pair(f"q{i}") | {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": MARK}]} for i in range(3)])}),
+    Case("dpo-bad-role", dpo("pairs.json"), ("pairs.json", "row 1: conversations[0].from: bad role"), files={"data/pairs.json": json.dumps([pair(f"q{i}") | {"conversations": [{"from": MARK, "value": "a"}]} for i in range(3)])}),
     # ---- rag corpora
     Case("squad-malformed-qas", rag("dev.json"), ("dev.json", "row 1: data[0].paragraphs[0].qas", "no evaluation questions"), files={"data/dev.json": squad([{"context": LONG, "qas": MARK}])}, run=True),
     Case("squad-no-paragraphs", rag("dev.json"), ("dev.json", "data[0].paragraphs: missing"), files={"data/dev.json": json.dumps({"data": [{"title": "T", "paragraphs": MARK}]})}),

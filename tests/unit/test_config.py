@@ -30,10 +30,16 @@ def test_there_are_recipes():
         "chat-alpaca-smoke.yaml",
         "chat-alpaca-qlora.yaml",
         "chat-alpaca-zh.yaml",
+        "dpo-smollm2.yaml",
+        "dpo-smollm2-smoke.yaml",
         "rag-squad.yaml",
         "rag-squad-smoke.yaml",
         "chat-toolcall.yaml",
         "chat-toolcall-smoke.yaml",
+        "qa-squad.yaml",
+        "qa-squad-smoke.yaml",
+        "pretrain-gpt.yaml",
+        "pretrain-gpt-smoke.yaml",
     }
 
 
@@ -55,6 +61,9 @@ def test_every_recipe_validates(path):
     elif recipe.kind == "qa":
         assert recipe.data.train.endswith(".json") and recipe.eval.metric in {"f1", "exact_match"}
         assert recipe.serve.bento_name.startswith("llmpath-qa")
+    elif recipe.kind == "dpo":
+        assert recipe.eval.metric == "preference_accuracy" and recipe.data.train.endswith("dpo_en_demo.json")
+        assert recipe.serve.bento_name.startswith("llmpath-chat-dpo")
     else:
         # rouge_l, or call_accuracy for the tool-calling recipes (glaive function-call data)
         assert recipe.eval.metric == ("call_accuracy" if "toolcall" in recipe.name else "rouge_l")
@@ -107,7 +116,7 @@ def test_chat_recipe_gets_chat_defaults_and_keeps_what_it_says(tmp_path):
         ),
         (
             MINIMAL + "lora: {quantization: 4bit}\n",
-            "lora.quantization: not a key of a classify recipe \\(chat recipes have it\\)",
+            "lora.quantization: not a key of a classify recipe \\(chat and dpo recipes have it\\)",
         ),
         (MINIMAL.replace(", labels: [neg, pos]", ""), "data.labels: missing \\(required: Class names"),
         (CHAT + "lora: {quantization: 2bit}\n", "lora.quantization"),

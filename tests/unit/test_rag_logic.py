@@ -160,7 +160,7 @@ def test_rag_recipe_defaults():
         ({"corpus": None}, "corpus: missing (required: The documents to index)"),
         (
             {"data": {"train": "x.tsv"}},
-            "data: not a key of a rag recipe (chat, classify, pretrain and qa recipes have it)",
+            "data: not a key of a rag recipe (chat, classify, dpo, pretrain and qa recipes have it)",
         ),
         ({"eval": {"metric": "accuracy"}}, "eval.metric: Input should be 'recall_at_5' in a rag recipe"),
         ({"ask": {"prompt_template": "no slots {question}"}}, "must contain {context}"),
