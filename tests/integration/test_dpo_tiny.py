@@ -21,8 +21,8 @@ THINGS = ["car", "house", "kite", "boat", "chair", "door", "cup", "hat", "bike",
 
 
 def write_pairs(path: Path) -> Path:
-    """Learnable toy preferences: the chosen answer names the prompt's colour, the rejected one another colour
-    (so the preference is learnt by copying a token from the prompt); plus two broken rows."""
+    """Learnable toy preferences: the chosen answer names the colour, the rejected one declines (a preference a
+    tiny model learns in a few steps and carries over to held-out prompts); plus two broken rows."""
     rng = random.Random(0)
     rows = []
     for c in COLOURS:
@@ -32,7 +32,7 @@ def write_pairs(path: Path) -> Path:
                 {
                     "conversations": [{"from": "human", "value": f"Colour of the {c} {t}?"}],
                     "chosen": {"from": "gpt", "value": f"The {t} is {c}."},
-                    "rejected": {"from": "gpt", "value": f"The {t} is {wrong}."},
+                    "rejected": {"from": "gpt", "value": f"No idea, ask someone {wrong}."},
                 }
             )
     rows += [
