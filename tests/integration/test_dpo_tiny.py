@@ -6,7 +6,6 @@ candidate; gate, registry, ONNX parity, Bento. And `model.base: registry:NAME`, 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -21,18 +20,16 @@ THINGS = ["car", "house", "kite", "boat", "chair", "door", "cup", "hat", "bike",
 
 
 def write_pairs(path: Path) -> Path:
-    """Learnable toy preferences: the chosen answer names the prompt's colour, the rejected one another colour
-    (so the preference is learnt by copying a token from the prompt); plus two broken rows."""
-    rng = random.Random(0)
+    """Learnable toy preferences: the chosen answer names the colour, the rejected one (as long) says `unknown`
+    (a preference a tiny model learns in a few steps and carries over to held-out prompts); plus two broken rows."""
     rows = []
     for c in COLOURS:
         for t in THINGS:
-            wrong = rng.choice([x for x in COLOURS if x != c])
             rows.append(
                 {
                     "conversations": [{"from": "human", "value": f"Colour of the {c} {t}?"}],
                     "chosen": {"from": "gpt", "value": f"The {t} is {c}."},
-                    "rejected": {"from": "gpt", "value": f"The {t} is {wrong}."},
+                    "rejected": {"from": "gpt", "value": f"The {t} is unknown."},
                 }
             )
     rows += [
