@@ -21,10 +21,18 @@ class QaSettings(serve_config.ServeSettings):
         pattern=serve_config.NAME,
         description="The Bento's name (`llmpath serve` finds it by it).",
     )
-    max_question_chars: int = Field(1000, gt=0, description="Characters a question may have (longer: 413).")
+    max_question_chars: int = Field(1000, gt=0, description="Characters a question may have (longer: 400).")
     max_context_chars: int = Field(20000, gt=0, description="Characters a context may have (longer: 413).")
-    stride: int = Field(128, ge=0, description="Tokens consecutive windows of a long context share.")
-    max_answer_tokens: int = Field(30, gt=0, description="The longest answer span, in tokens.")
+    stride: int = Field(
+        128,
+        ge=0,
+        description="Tokens consecutive windows of a long context share (training and evaluation cut the same way).",
+    )
+    max_answer_tokens: int = Field(
+        30,
+        gt=0,
+        description="The longest answer span, in tokens (evaluation and parity decode the same way).",
+    )
 
 
 class QaServe(QaSettings, serve_config.BaseServe):
