@@ -26,6 +26,18 @@ def test_validate_chinese_recipe_reports_conversations_and_truncation(shared_dat
     assert cells[-1].endswith("truncated") and truncated > 0 and longest == 768
 
 
+def test_validate_tool_call_recipe_reads_glaive_tools_calls_and_results(shared_data, capsys):
+    assert main(["validate", str(ROOT / "recipes" / "chat-toolcall.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "glaive_toolcall_en_demo.json | 300 | 264 | 36 |" in out
+    )  # 35 duplicates, 1 call failing its schema
+    assert "a function call's arguments fail its tool's schema: 1" in out
+    calls = next(line for line in out.splitlines() if line.startswith("Assistant turns with tool calls:"))
+    train, validation = (int(n) for n in calls.replace(",", "").split()[-3::2])
+    assert train > 100 and validation > 15  # held-out calls for call_accuracy
+
+
 def test_bad_chat_rows_are_named_and_the_run_refused(tmp_path, capsys, monkeypatch):
     rows = [
         {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
