@@ -8,7 +8,9 @@ installs the reporter that turns updates into a Prefect progress artifact and lo
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import types
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -26,6 +28,9 @@ class _Scope:
     span: float = 1.0
     label: str = ""
 
+
+# the interpreter's own print, taken when llmpath is imported (before any run patches it)
+_BUILTIN_PRINT = builtins.print if isinstance(builtins.print, types.BuiltinFunctionType) else print
 
 _SCOPE: ContextVar[_Scope | None] = ContextVar("llmpath_progress", default=None)
 
@@ -76,3 +81,16 @@ def track(items: Iterable[T], desc: str, unit: str = "it", total: int | None = N
         yield item
         if total:
             update(done, total, unit)
+
+
+@contextlib.contextmanager
+def builtin_print() -> Iterator[None]:
+    """`print` as the interpreter's own inside the block. A run that forwards prints to its log (Prefect's
+    `log_prints`) patches `print`; code that captures its own prints by swapping `sys.stdout` (dill's
+    disassembly when `datasets` fingerprints a table) then sends them to the log instead, e.g. pages of bytecode."""
+    patched = builtins.print
+    builtins.print = _BUILTIN_PRINT
+    try:
+        yield
+    finally:
+        builtins.print = patched

@@ -94,7 +94,10 @@ def check_tools(tools: Any, where: str = "tools") -> list[dict[str, Any]]:
     names = [f["name"] for f in functions]
     for i, name in enumerate(names):
         if name in names[:i]:
-            raise ToolError(f"{where}[{i}].name", "duplicates an earlier tool's name")
+            # the name's own path: `function.name` in OpenAI's shape, `name` in the flat one
+            nested = isinstance(tools[i], dict) and "function" in tools[i]
+            path = f"{where}[{i}].function.name" if nested else f"{where}[{i}].name"
+            raise ToolError(path, "duplicates an earlier tool's name")
     return functions
 
 

@@ -265,3 +265,15 @@ def test_hub_access_is_decided_once_per_process_by_the_cli_rule(monkeypatch):
     monkeypatch.setattr(flowrun, "_hub_decided", False)
     flowrun.decide_hub_access((local,))
     assert decided == [True, False]
+
+
+def test_builtin_print_undoes_a_patched_print_inside_the_block_only(monkeypatch, capsys):
+    import builtins
+
+    seen = []
+    monkeypatch.setattr(builtins, "print", lambda *a, **k: seen.append(a))  # as Prefect's log_prints does
+    with progress.builtin_print():
+        print("captured by stdout")
+    print("forwarded")
+    assert capsys.readouterr().out == "captured by stdout\n"
+    assert seen == [("forwarded",)]

@@ -76,7 +76,7 @@ def dpo_trainer(model, tokenizer, recipe):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from llmpath import tracking
+    from llmpath import progress, tracking
 
     class LossOnly(DPOTrainer):
         def _prepare_dataset(self, dataset, *args, **kwargs):
@@ -99,8 +99,9 @@ def dpo_trainer(model, tokenizer, recipe):
         save_strategy="no",
     )
     # TRL wants a dataset to build: one tokenized placeholder row (the shared loop feeds the real batches).
-    placeholder = Dataset.from_list([{"prompt_ids": [0], "chosen_ids": [0], "rejected_ids": [0]}])
-    trainer = LossOnly(model=model, args=args, train_dataset=placeholder, processing_class=tokenizer)
+    with progress.builtin_print():  # datasets fingerprints it through dill, which captures its own prints
+        placeholder = Dataset.from_list([{"prompt_ids": [0], "chosen_ids": [0], "rejected_ids": [0]}])
+        trainer = LossOnly(model=model, args=args, train_dataset=placeholder, processing_class=tokenizer)
     if "ref" in model.peft_config:
         model.delete_adapter("ref")
         model.set_adapter("default")
