@@ -34,6 +34,7 @@ def touch(path: Path) -> None:
         ("llmpath/kinds/classify/objective.py", {"classify"}),
         ("llmpath/families/causal_lm/export.py", {"chat"}),  # chat's family (a dpo kind would share it)
         ("llmpath/families/classifier/export.py", {"classify"}),
+        ("llmpath/encoder_onnx.py", {"classify"}),  # the ONNX forms classifier and span reader share
         ("bentos/classifier/runtime.py", {"classify"}),  # the runtime parity runs through
         ("llmpath/metrics/generation.py", {"chat"}),  # ROUGE-L
         ("llmpath/metrics/classification.py", {"classify"}),

@@ -4,25 +4,16 @@ that ships (int8 within tolerance of PyTorch, else fp32, else nothing)."""
 from __future__ import annotations
 
 import json
-import platform
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from bentos.classifier.runtime import QUANTIZATION_FILE, OnnxTextClassifier, cpu_name, int8_profile
+from bentos.classifier.runtime import OnnxTextClassifier
 from llmpath import progress, tracking
+from llmpath.encoder_onnx import export_forms
 from llmpath.metrics.classification import agreement, classification_metrics
 from llmpath.results import Evaluation, ExportedModel, ParityError, ParityResult, PreparedData, TrainedModel
 from llmpath.splits import read_split
-
-_TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "config.json",
-)
 
 
 def export_onnx(model_dir: Path, out: Path) -> Path:
@@ -35,58 +26,9 @@ def export_onnx(model_dir: Path, out: Path) -> Path:
     return out
 
 
-def quantize_int8(onnx_dir: Path, out: Path, cfg) -> dict[str, str]:
-    """Dynamic int8, MatMul only, in the configuration for the CPU family `cfg.int8_for` names (auto: this host's;
-    see `int8_profile`). Writes what it chose and why beside the model (quantization.json) and returns it."""
-    from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-
-    if cfg.int8_for == "auto":
-        profile, reason = int8_profile()
-        reason = f"chosen for this host: {reason}"
-    else:
-        profile, reason = cfg.int8_for, f"named by the recipe (export.int8_for: {cfg.int8_for})"
-    qconfig = getattr(AutoQuantizationConfig, profile)(
-        is_static=False, per_channel=cfg.per_channel, operators_to_quantize=["MatMul"]
-    )
-    ORTQuantizer.from_pretrained(onnx_dir).quantize(save_dir=out, quantization_config=qconfig)
-    for name in _TOKENIZER_FILES:
-        if (onnx_dir / name).exists() and not (out / name).exists():
-            shutil.copy2(onnx_dir / name, out / name)
-    info = {
-        "profile": profile,
-        "reason": reason,
-        "weights": qconfig.weights_dtype.name,
-        "activations": qconfig.activations_dtype.name,
-        "per_channel": str(cfg.per_channel).lower(),
-        "host": f"{platform.machine()}: {cpu_name()}",
-    }
-    (out / QUANTIZATION_FILE).write_text(json.dumps(info, indent=1) + "\n")
-    return info
-
-
 def export_version(recipe, trained: TrainedModel, run_id: str) -> ExportedModel:
     """Export the merged model to ONNX fp32 (+ int8) as artifacts of this run."""
-    import mlflow
-
-    model_dir = tracking.download_model(trained.model_uri)
-    out = tracking.scratch("onnx-")
-    export_onnx(model_dir, out / "fp32")
-    quantized = quantize_int8(out / "fp32", out / "int8", recipe.export) if recipe.export.quantize else None
-    with tracking.use_run(run_id):
-        if quantized:
-            mlflow.set_tags({f"export.int8_{k}": v for k, v in quantized.items()})
-            print(
-                f"export: int8 {quantized['weights']} weights ({quantized['profile']}): {quantized['reason']}"
-            )
-        mlflow.log_artifacts(str(out), "onnx")
-        sizes = {f"onnx.{p.parent.name}_mb": p.stat().st_size / 2**20 for p in out.glob("*/*.onnx")}
-        mlflow.log_metrics(sizes)
-    return ExportedModel(
-        run_id=run_id,
-        fp32_uri=tracking.artifact_uri(run_id, "onnx/fp32"),
-        int8_uri=tracking.artifact_uri(run_id, "onnx/int8") if recipe.export.quantize else None,
-    )
+    return export_forms(recipe, trained, run_id, export_onnx)
 
 
 def choose_form(fp32: dict[str, float], int8: dict[str, float] | None, cfg) -> tuple[str, str]:
