@@ -26,7 +26,9 @@ def test_smoke_flow_trains_with_trls_loss_and_scores_held_out_pairs(pipeline):
     run = client.get_run(summary["mlflow run"])
     assert run.info.status == "FINISHED"
     m = run.data.metrics
-    assert m["data.train_rows"] == recipe.data.max_train_rows and m["eval.heldout_pairs"] > 10
+    # 40 pairs sampled, those whose prompt fills the 256-token window alone dropped (the data report counts them)
+    assert 10 < m["data.train_rows"] <= recipe.data.max_train_rows
+    assert m["eval.heldout_pairs"] >= 20
     losses = [p.value for p in client.get_metric_history(run.info.run_id, "train_loss")]
     assert losses[0] == pytest.approx(0.6931, abs=0.01)  # log 2: the policy starts as its reference
     for name in ("base", "candidate"):
