@@ -24,7 +24,7 @@ SIDE_FILES = (
 
 def load_causal(path: str | Path, quantization: str = "none"):
     """Weights (safetensors only, no remote code) and tokenizer; `4bit`/`8bit` load the frozen base through
-    bitsandbytes for QLoRA (fp32 compute: it runs on CPU too)."""
+    bitsandbytes for QLoRA (computing in bf16 on a CUDA device that has it, else fp32: it runs on CPU too)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -37,7 +37,7 @@ def load_causal(path: str | Path, quantization: str = "none"):
                 load_in_4bit=True,
                 bnb_4bit_quant_type="nf4",
                 bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=torch.float32,
+                bnb_4bit_compute_dtype=qlora_compute_dtype(),
             )
         else:
             config = BitsAndBytesConfig(load_in_8bit=True)
@@ -50,6 +50,31 @@ def load_causal(path: str | Path, quantization: str = "none"):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def qlora_compute_dtype():
+    """bf16 where the CUDA device computes in it (Ampere and later), else fp32 (CPU, older GPUs)."""
+    import torch
+
+    return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+
+
+def adapted(model, lora, quantized: bool):
+    """The model that trains: a LoRA adapter around it per the recipe's `lora` section, or (enabled: false)
+    the model itself, every weight trainable (full fine-tuning)."""
+    if not lora.enabled:
+        return model
+    return with_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules, quantized)
+
+
+def merged_model(model, lora, base_path, adapter_dir):
+    """The deployable weights after training: the model itself (full fine-tuning), the adapter merged in
+    (LoRA), or merged into a fresh fp32 base (QLoRA: merging into k-bit weights would round them)."""
+    if not hasattr(model, "peft_config"):
+        return model
+    if lora.quantization == "none":
+        return model.merge_and_unload()
+    return merge_full_precision(base_path, adapter_dir)
 
 
 def with_lora(model, r: int, alpha: int, dropout: float, target_modules: Sequence[str], quantized: bool):

@@ -56,6 +56,9 @@ class ModelConfig(Section):
 class LoraConfig(Section):
     """PEFT LoRA adapter settings."""
 
+    enabled: bool = Field(
+        True, description="Train a LoRA adapter; false: full fine-tuning (every weight trains, no adapter)."
+    )
     r: int = Field(8, gt=0, description="Rank of the adapter matrices.")
     alpha: int = Field(16, gt=0, description="Scaling: the update is multiplied by alpha / r.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the adapter's input.")
@@ -82,8 +85,31 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(
         200, gt=0, description="Steps between checkpoints; a killed run resumes from the last one."
     )
+    grad_accum: int = Field(
+        1,
+        gt=0,
+        description="Split each batch into this many micro-batches whose gradients add up: the same optimizer "
+        "steps and results as one pass, with a fraction of the activation memory.",
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="Compute precision of the forward pass (autocast; weights stay fp32). bf16 on CPU and on "
+        "CUDA devices that have it; fp16 on CUDA only (with loss scaling).",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, about a third more time."
+    )
     threads: int | None = Field(None, gt=0, description="torch threads; default: all cores.")
     seed: int = Field(42, description="Seed of the weights' initialisation and the batch order.")
+
+    @model_validator(mode="after")
+    def _micro_batches_fit(self) -> TrainConfig:
+        if self.grad_accum > self.batch_size:
+            raise ValueError(
+                f"grad_accum ({self.grad_accum}) splits a batch of {self.batch_size} rows into micro-batches: "
+                "it can be at most batch_size"
+            )
+        return self
 
 
 class EvalConfig(Section):

@@ -54,6 +54,42 @@ def parameter_counts(model) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
+def compute_dtype(precision: str, device_type: str, cuda_bf16: bool = False):
+    """The autocast dtype of `train.precision` on a device (None: plain fp32). Raises a ValueError that says
+    what to set where the device lacks it: fp16 needs CUDA (CPU autocast has no loss scaling for it), bf16 on
+    CUDA needs a device that computes in it (Ampere or later)."""
+    import torch
+
+    if precision == "fp32":
+        return None
+    if precision == "fp16":
+        if device_type != "cuda":
+            raise ValueError("train.precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
+        return torch.float16
+    if device_type == "cuda" and not cuda_bf16:
+        raise ValueError("train.precision bf16: this CUDA device does not compute in bf16; use fp16 or fp32")
+    return torch.bfloat16
+
+
+def micro_batches(batch: list[dict], parts: int) -> list[list[dict]]:
+    """A batch cut into at most `parts` contiguous micro-batches of near-equal size (gradient accumulation)."""
+    size = math.ceil(len(batch) / parts)
+    return [batch[start : start + size] for start in range(0, len(batch), size)]
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Activations recomputed in the backward pass (non-reentrant: inputs need no grad, PEFT or not)."""
+    if not getattr(model, "supports_gradient_checkpointing", True) or not hasattr(
+        model, "gradient_checkpointing_enable"
+    ):
+        raise ValueError(
+            f"train.gradient_checkpointing: {type(model).__name__} does not support it; set it to false"
+        )
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(getattr(model, "config", None), "use_cache", None):
+        model.config.use_cache = False  # a KV cache is useless in training and conflicts with recomputation
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -85,8 +121,14 @@ def fit(
     base = base or resolve_model(recipe.model.base, recipe.model.revision)
     rows = read_split(data, "train")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # a GPU worker trains on its GPU
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    dtype = compute_dtype(cfg.precision, device.type, cuda_bf16)  # fails before the model loads
     torch.manual_seed(cfg.seed)
     model, tokenizer = objective.build(recipe, base.path, device)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    # fp16 needs loss scaling (its range underflows small gradients); bf16 has fp32's range and needs none.
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype is torch.float16)
     trainable, total = parameter_counts(model)
     steps = total_steps(len(rows), recipe)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -111,6 +153,10 @@ def fit(
                 "train.trainable_params": trainable,
                 "train.all_params": total,
                 "train.device": str(device),
+                "train.precision": cfg.precision,
+                "train.grad_accum": cfg.grad_accum,
+                "train.gradient_checkpointing": cfg.gradient_checkpointing,
+                "train.full_finetune": not hasattr(model, "peft_config"),
                 # QLoRA: how many frozen base layers train in 4-/8-bit (bitsandbytes); 0 for plain LoRA.
                 "train.quantized_layers": sum(
                     type(m).__module__.startswith("bitsandbytes.") for m in model.modules()
@@ -128,15 +174,27 @@ def fit(
                     if seen <= start:  # replay the same shuffles up to the checkpoint, without computing
                         step = seen
                         continue
-                    loss, n_tokens = objective.loss(model, tokenizer, batch, recipe, device)
-                    loss.backward()
+                    # Gradient accumulation: each micro-batch's mean loss weighted by its share of the
+                    # batch's rows, so the summed gradients are the whole batch's (one optimizer step).
+                    batch_loss = n_tokens = 0.0
+                    for part in micro_batches(batch, cfg.grad_accum):
+                        with torch.autocast(
+                            device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+                        ):
+                            loss, part_tokens = objective.loss(model, tokenizer, part, recipe, device)
+                        loss = loss.float() * (len(part) / len(batch))
+                        scaler.scale(loss).backward()
+                        batch_loss += loss.item()
+                        n_tokens += part_tokens
+                    scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    optimizer.step()
+                    scaler.step(optimizer)
+                    scaler.update()
                     schedule.step()
                     optimizer.zero_grad(set_to_none=True)
                     step += 1
-                    tokens += n_tokens
-                    losses.append((step, loss.item()))
+                    tokens += int(n_tokens)
+                    losses.append((step, batch_loss))
                     pending += [
                         Metric("train_loss", losses[-1][1], now_ms(), step),
                         Metric("learning_rate", schedule.get_last_lr()[0], now_ms(), step),

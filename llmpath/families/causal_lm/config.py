@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from bentos.chat.chat_config import ChatSettings
 from llmpath.config import LoraConfig, ModelConfig, Section
@@ -60,6 +60,15 @@ class CausalLora(LoraConfig):
     quantization: Literal["none", "4bit", "8bit"] = Field(
         "none", description="Load the frozen base in 4-bit (nf4) or 8-bit with bitsandbytes (QLoRA)."
     )
+
+    @model_validator(mode="after")
+    def _qlora_needs_an_adapter(self) -> CausalLora:
+        if self.quantization != "none" and not self.enabled:
+            raise ValueError(
+                "quantization loads a frozen k-bit base for an adapter (QLoRA): set enabled: true, or "
+                "quantization: none for full fine-tuning"
+            )
+        return self
 
 
 # The chat Bento's serve section: the schema its service reads (bentos/chat/chat_config.py).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmpath.causal import as_rendered, load_causal, merge_full_precision, with_lora
+from llmpath.causal import adapted, as_rendered, load_causal, merged_model
 
 
 class ChatObjective:
@@ -17,8 +17,7 @@ class ChatObjective:
         quantized = recipe.lora.quantization != "none"
         if not quantized:
             model = model.to(device)  # a k-bit model is placed on its device when it loads
-        lora = recipe.lora
-        return with_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules, quantized), tokenizer
+        return adapted(model, recipe.lora, quantized), tokenizer
 
     def length(self, row: dict) -> int:
         return len(row["input_ids"])
@@ -33,6 +32,4 @@ class ChatObjective:
         return model(**enc).loss, int(enc["attention_mask"].sum())
 
     def merged(self, model, recipe, base_path: Path, adapter_dir: Path):
-        if recipe.lora.quantization == "none":
-            return model.merge_and_unload()
-        return merge_full_precision(base_path, adapter_dir)
+        return merged_model(model, recipe.lora, base_path, adapter_dir)

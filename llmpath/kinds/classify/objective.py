@@ -14,6 +14,8 @@ class ClassifyObjective:
         from peft import LoraConfig, TaskType, get_peft_model
 
         model, tokenizer = load_for_classification(base_path, recipe.data.labels, seed=recipe.train.seed)
+        if not recipe.lora.enabled:  # full fine-tuning: every weight, the new head included, trains
+            return model.to(device), tokenizer
         config = LoraConfig(
             task_type=TaskType.SEQ_CLS,  # keeps the new classifier head trainable (modules_to_save)
             r=recipe.lora.r,
@@ -40,4 +42,4 @@ class ClassifyObjective:
         return model(**enc, labels=labels).loss, int(enc["attention_mask"].sum())
 
     def merged(self, model, recipe, base_path: Path, adapter_dir: Path):
-        return model.merge_and_unload()
+        return model.merge_and_unload() if hasattr(model, "peft_config") else model

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmpath.causal import load_causal, merge_full_precision, with_lora
+from llmpath.causal import adapted, load_causal, merged_model
 from llmpath.kinds.dpo.metrics import mean_step_metrics
 
 # TRL's per-batch statistics -> the names the run logs them under, per step.
@@ -34,8 +34,7 @@ class DpoObjective:
         quantized = recipe.lora.quantization != "none"
         if not quantized:
             model = model.to(device)
-        lora = recipe.lora
-        model = with_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules, quantized)
+        model = adapted(model, recipe.lora, quantized)
         self.trainer = dpo_trainer(model, tokenizer, recipe)
         return model, tokenizer
 
@@ -62,15 +61,14 @@ class DpoObjective:
         return out
 
     def merged(self, model, recipe, base_path: Path, adapter_dir: Path):
-        if recipe.lora.quantization == "none":
-            return model.merge_and_unload()
-        return merge_full_precision(base_path, adapter_dir)
+        return merged_model(model, recipe.lora, base_path, adapter_dir)
 
 
 def dpo_trainer(model, tokenizer, recipe):
     """TRL's DPOTrainer around the adapter model, for its loss and collator. The reference is the base: TRL
     copies a fresh adapter as `ref` (zero-initialized LoRA: the same function as no adapter); we drop that copy
-    so the reference is the adapter switched off and the saved adapter is ours alone."""
+    so the reference is the adapter switched off and the saved adapter is ours alone. Full fine-tuning
+    (`lora.enabled: false`): TRL keeps a frozen copy of the base as the reference (the weights twice in memory)."""
     import logging
 
     from datasets import Dataset
@@ -102,7 +100,7 @@ def dpo_trainer(model, tokenizer, recipe):
     with progress.builtin_print():  # datasets fingerprints it through dill, which captures its own prints
         placeholder = Dataset.from_list([{"prompt_ids": [0], "chosen_ids": [0], "rejected_ids": [0]}])
         trainer = LossOnly(model=model, args=args, train_dataset=placeholder, processing_class=tokenizer)
-    if "ref" in model.peft_config:
+    if "ref" in getattr(model, "peft_config", {}):
         model.delete_adapter("ref")
         model.set_adapter("default")
     return trainer
