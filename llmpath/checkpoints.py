@@ -41,7 +41,9 @@ class Checkpoint:
         return tracking.artifact_uri(self.run_id, f"checkpoints/step-{self.step:06d}")
 
 
-def save(run_id: str, step: int, model, optimizer, schedule) -> None:
+def save(run_id: str, step: int, model, optimizer, schedule, rng_states: list | None = None) -> None:
+    """Upload a checkpoint. `rng_states`: every data-parallel process's torch RNG state, by rank (default:
+    this process's own): `rng.pt` is rank 0's, `rng-N.pt` rank N's."""
     import mlflow
     import torch
 
@@ -49,7 +51,8 @@ def save(run_id: str, step: int, model, optimizer, schedule) -> None:
     _save_weights(model, folder)
     torch.save(optimizer.state_dict(), folder / "optimizer.pt")
     torch.save(schedule.state_dict(), folder / "schedule.pt")
-    torch.save(torch.get_rng_state(), folder / "rng.pt")
+    for rank, state in enumerate(rng_states or [torch.get_rng_state()]):
+        torch.save(state, folder / (f"rng-{rank}.pt" if rank else "rng.pt"))
     client = mlflow.MlflowClient()
     client.log_artifacts(run_id, str(folder), f"checkpoints/step-{step:06d}")
     client.set_tag(run_id, STEP_TAG, str(step))
@@ -142,28 +145,43 @@ def restore(
 ) -> tuple[int, list[tuple[int, float]]]:
     """Load the checkpoint into the model, optimizer and schedule; copy its loss history into this run.
     Returns the step to continue from and the losses so far."""
-    import mlflow
+    load(found, model, optimizer, schedule)
+    return found.step, take_over(found, run_id, model, optimizer, schedule)
+
+
+def load(found: Checkpoint, model, optimizer, schedule, rank: int = 0) -> None:
+    """Load the checkpoint's weights, optimizer and schedule state, and the RNG state of process `rank`
+    (rank 0's where the checkpoint has none for it: it was saved by fewer processes)."""
     import torch
-    from mlflow.entities import Metric
 
     folder = tracking.download(found.uri, fresh=True)  # a checkpoint path is rewritten
     _load_weights(model, folder)
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     schedule.load_state_dict(torch.load(folder / "schedule.pt", weights_only=True))
-    torch.set_rng_state(torch.load(folder / "rng.pt", weights_only=True))
+    rng = folder / f"rng-{rank}.pt"
+    torch.set_rng_state(torch.load(rng if rank and rng.is_file() else folder / "rng.pt", weights_only=True))
+
+
+def take_over(
+    found: Checkpoint, run_id: str, model, optimizer, schedule, rng_states: list | None = None
+) -> list[tuple[int, float]]:
+    """This run offers the loaded checkpoint from now on (in case it is killed too), the old run no more;
+    its loss history up to the checkpoint is copied into this run and returned."""
+    import mlflow
+    from mlflow.entities import Metric
+
     client = mlflow.MlflowClient()
     history = [m for m in client.get_metric_history(found.run_id, "train_loss") if m.step <= found.step]
     history.sort(key=lambda m: m.step)
     for start in range(0, len(history), 500):
         chunk = history[start : start + 500]
         client.log_batch(run_id, metrics=[Metric(m.key, m.value, m.timestamp, m.step) for m in chunk])
-    # Take it over: this run offers the checkpoint from now on (in case it is killed too), the old one no more.
-    save(run_id, found.step, model, optimizer, schedule)
+    save(run_id, found.step, model, optimizer, schedule, rng_states)
     retire(found.run_id)
     client.set_tag(found.run_id, "llmpath.resumed_by", run_id)
     if found.status == "RUNNING":  # its process was killed and never closed the run
         client.set_terminated(found.run_id, "KILLED")
-    return found.step, [(m.step, m.value) for m in history]
+    return [(m.step, m.value) for m in history]
 
 
 def retire(run_id: str) -> None:

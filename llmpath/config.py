@@ -99,15 +99,26 @@ class TrainConfig(Section):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass: less memory, about a third more time."
     )
-    threads: int | None = Field(None, gt=0, description="torch threads; default: all cores.")
+    processes: int = Field(
+        1,
+        gt=0,
+        le=64,
+        description="Data-parallel training processes on this host (accelerate launch; gloo on CPU, NCCL on "
+        "GPUs, one GPU each): each computes the gradients of its share of every batch; the same steps and "
+        "checkpoints as one process.",
+    )
+    threads: int | None = Field(
+        None, gt=0, description="torch threads per process; default: the cores shared among the processes."
+    )
     seed: int = Field(42, description="Seed of the weights' initialisation and the batch order.")
 
     @model_validator(mode="after")
     def _micro_batches_fit(self) -> TrainConfig:
-        if self.grad_accum > self.batch_size:
+        if self.grad_accum * self.processes > self.batch_size:
             raise ValueError(
-                f"grad_accum ({self.grad_accum}) splits a batch of {self.batch_size} rows into micro-batches: "
-                "it can be at most batch_size"
+                f"a batch of {self.batch_size} rows is shared among {self.processes} process(es), each "
+                f"splitting its share into {self.grad_accum} micro-batch(es): batch_size must be at least "
+                "processes x grad_accum"
             )
         return self
 

@@ -43,13 +43,19 @@ class RegistryBusy(RuntimeError):
 
 
 def pid_alive(pid: int) -> bool:
+    """The process exists and has not exited (a zombie, killed and not yet reaped, is dead: in a container
+    whose init does not reap orphans it may stay one for good)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: alive
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no procfs (macOS), or it exited just now
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]  # the state follows the command name's ")"
 
 
 def lock_dir() -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -299,6 +300,17 @@ def write_sentiment_tsv(path: Path, n: int, seed: int = 0) -> Path:
             lines.append(f"{text}\t{label}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def no_dropout_bert(tiny_bert, tmp_path_factory):
+    """The tiny BERT without dropout: runs that cut batches differently draw the same (no) random masks."""
+    out = tmp_path_factory.mktemp("tiny-bert-nodrop")
+    shutil.copytree(tiny_bert, out, dirs_exist_ok=True)
+    config = json.loads((out / "config.json").read_text())
+    config |= {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    (out / "config.json").write_text(json.dumps(config))
+    return out
 
 
 def tiny_recipe(

@@ -5,7 +5,6 @@ fine-tuning trains every weight and logs no adapter, and a precision the device 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,6 @@ from llmpath.recipes import parse_recipe
 from tests.conftest import tiny_recipe
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def no_dropout_bert(tiny_bert, tmp_path_factory):
-    """The tiny BERT without dropout: runs that cut batches differently draw the same (no) random masks."""
-    out = tmp_path_factory.mktemp("tiny-bert-nodrop")
-    shutil.copytree(tiny_bert, out, dirs_exist_ok=True)
-    config = json.loads((out / "config.json").read_text())
-    config |= {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-    (out / "config.json").write_text(json.dumps(config))
-    return out
 
 
 def run_training(tmp_path, model, name, **sections):
@@ -150,3 +138,96 @@ def test_dpo_full_finetuning_in_bf16_with_accumulation_and_checkpointing(data_di
     losses = [m.value for m in sorted(client.get_metric_history(run_id, "train_loss"), key=lambda m: m.step)]
     assert len(losses) == 16 and losses[0] == pytest.approx(0.6931, abs=0.02)  # policy = its frozen copy
     assert sum(losses[-4:]) / 4 < losses[0] - 0.05, losses
+
+
+KILLED_AT_CHECKPOINT = """
+import json, sys
+from llmpath.recipes import parse_recipe
+from llmpath.results import PreparedData
+from tasks.train import train
+
+train(parse_recipe(json.loads(sys.argv[1])), PreparedData.model_validate_json(sys.argv[2]), sys.argv[3])
+"""
+
+
+def test_two_processes_train_the_one_process_curve_and_a_killed_job_resumes_where_it_ends(
+    data_dir, no_dropout_bert
+):
+    """accelerate launch, 2 gloo processes on CPU, the same global batch of 16: the same loss curve as one
+    process. Then a 2-process job killed (SIGKILL to the stage process alone: its launcher and training processes die with it) at its
+    first checkpoint resumes in a
+    new run from that checkpoint and ends exactly where the uninterrupted 2-process job ended."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import mlflow
+
+    from llmpath.locks import pid_alive
+    from tasks.data import prepare
+    from tasks.train import train
+    from tests.conftest import ROOT
+
+    one, params1, losses1 = run_training(data_dir, no_dropout_bert, "dp", train={"threads": 1})
+    two, params2, losses2 = run_training(data_dir, no_dropout_bert, "dp", train={"processes": 2})
+    assert params1["train.processes"] == "1" and params2["train.processes"] == "2"
+    assert two.steps == one.steps == 20 and len(losses2) == 20
+    assert losses2 == pytest.approx(losses1, rel=1e-3, abs=1e-5)  # each step's loss, summed over the shards
+    assert learned(losses2)
+    # The lead logged the adapter and the merged model in the job's run, as one process does.
+    assert two.adapter_uri == f"runs:/{two.run_id}/adapter"
+    assert mlflow.MlflowClient().list_artifacts(two.run_id, "adapter")
+    assert two.model_uri.startswith("models:/")
+
+    raw = tiny_recipe(
+        data_dir,
+        no_dropout_bert,
+        name="dp",
+        train={"epochs": 2, "threads": 1, "processes": 2, "checkpoint_every": 10},
+    )
+    recipe = parse_recipe(raw)
+    client = mlflow.MlflowClient()
+    experiment = tracking.ensure_experiment(recipe.experiment_name)
+    killed = client.create_run(experiment).info.run_id
+    data = prepare(recipe, killed)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_AT_CHECKPOINT, json.dumps(raw), data.model_dump_json(), killed],
+        cwd=ROOT,
+        env=os.environ | {"LLMPATH_FAILPOINT": "checkpoint"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # the launcher and both training processes: one group to kill
+    )
+    seen = []
+    for line in proc.stdout:  # the lead says when it holds at the failpoint, after the checkpoint's upload
+        seen.append(line)
+        if "failpoint checkpoint: reached" in line:
+            break
+    # Only the stage's own process is killed: the launcher and both training processes must die with it.
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    assert any("failpoint checkpoint: reached" in line for line in seen), "".join(seen[-40:])
+    tags = client.get_run(killed).data.tags
+    assert tags["llmpath.checkpoint_step"] == "10"
+    lead = int(tags["llmpath.train_pid"])
+    for _ in range(600):  # the kernel delivers the parent-death signals at once; reaping may take a moment
+        if not pid_alive(lead):
+            break
+        time.sleep(0.1)
+    alive = pid_alive(lead)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the launcher's group, before asserting
+    assert not alive, "the lead training process outlived its killed stage"
+
+    resumed_run = client.create_run(experiment).info.run_id
+    resumed = train(recipe, data, resumed_run)
+    assert resumed.resumed_from_step == 10 and resumed.steps == 20
+    assert client.get_run(killed).info.status == "KILLED"
+    history = client.get_metric_history(resumed_run, "train_loss")
+    assert sorted(m.step for m in history) == list(range(1, 21))
+    assert resumed.final_loss == pytest.approx(two.final_loss, rel=1e-4)

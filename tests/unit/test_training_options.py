@@ -38,8 +38,13 @@ def test_micro_batches_cover_the_batch_in_order(rows, parts, sizes):
 
 def test_recipe_settings_that_cannot_work_are_refused():
     assert TrainConfig(batch_size=8, grad_accum=8).grad_accum == 8
-    with pytest.raises(ValidationError, match=r"grad_accum \(9\) .* at most batch_size"):
+    with pytest.raises(ValidationError, match="batch_size must be at least processes x grad_accum"):
         TrainConfig(batch_size=8, grad_accum=9)
+    assert TrainConfig(batch_size=8, grad_accum=2, processes=4).processes == 4
+    with pytest.raises(ValidationError, match=r"shared among 5 process\(es\)"):
+        TrainConfig(batch_size=8, grad_accum=2, processes=5)
+    with pytest.raises(ValidationError, match="processes"):
+        TrainConfig(processes=0)
     with pytest.raises(ValidationError, match="precision"):
         TrainConfig(precision="int8")
     assert CausalLora(enabled=False).enabled is False
@@ -62,3 +67,40 @@ def test_a_model_without_gradient_checkpointing_is_refused_by_name():
 
     with pytest.raises(ValueError, match="Linear does not support it; set it to false"):
         enable_gradient_checkpointing(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize(("rows", "world"), [(16, 2), (10, 3), (1, 2), (5, 8)])
+def test_data_parallel_shards_split_a_batch_exactly_once(rows, world):
+    from llmpath.parallel import shard
+
+    batch = list(range(rows))
+    parts = [shard(batch, rank, world) for rank in range(world)]
+    assert sorted(row for part in parts for row in part) == batch  # every row, none twice
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1  # shares differ by a row at most
+
+
+def test_a_zombie_process_counts_as_dead():
+    """A killed trainer reparented to an init that does not reap it stays a zombie: its checkpoint must be
+    taken over all the same."""
+    import os
+    import subprocess
+
+    from llmpath.locks import pid_alive
+
+    child = subprocess.Popen(["true"])
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped: a zombie
+    try:
+        assert not pid_alive(child.pid)
+    finally:
+        child.wait()
+    assert pid_alive(os.getpid())
+
+
+def test_a_recipe_travels_to_the_training_processes_unchanged(tmp_path):
+    """The data-parallel launcher hands each process the recipe as JSON: it must validate back to itself."""
+    from llmpath.recipes import parse_recipe
+    from tests.conftest import tiny_recipe
+
+    recipe = parse_recipe(tiny_recipe(tmp_path, tmp_path, train={"processes": 2, "precision": "bf16"}))
+    again = parse_recipe(recipe.model_dump(mode="json"))
+    assert again == recipe and again.train.processes == 2
